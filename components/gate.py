@@ -1,0 +1,40 @@
+"""KFP component: gate (library: warmstart.gate)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Output
+from warmstart.components import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def gate(
+    config: dict,
+    pretrained: Input[Dataset],
+    scratch: Input[Dataset],
+    result: Output[Artifact],
+    report: Output[Markdown],
+    metrics: Output[Metrics],
+    confusion: Output[ClassificationMetrics],
+) -> bool:
+    """Compare the arms' test predictions: transfer gain with a paired-bootstrap CI and a verdict.
+
+    Returns whether the gate passed. A plain `bool` (output name `Output`) rather than a named
+    output: kfp.local resolves `dsl.If` conditions only on outputs named `Output` or `task--name`.
+    """
+    import shutil
+    from pathlib import Path
+
+    from warmstart.config import Config
+    from warmstart.gate import REPORT_FILE
+    from warmstart.gate import gate as judge
+    from warmstart.stage import user_errors
+
+    with user_errors("gate"):
+        decision = judge(Config.from_dict(config).gate, pretrained.path, scratch.path, result.path)
+    shutil.copyfile(Path(result.path) / REPORT_FILE, report.path)
+    for key in ("estimate", "ci_low", "ci_high"):
+        metrics.log_metric(f"gain_{key}", decision["gain"][key])
+    for arm in ("pretrained", "scratch"):
+        metrics.log_metric(f"{arm}_{decision['metric']}", decision[arm][decision["metric"]])
+    confusion.log_confusion_matrix(decision["label_names"], decision["pretrained"]["confusion_matrix"])
+    result.metadata.update({"verdict": decision["verdict"], "passed": decision["passed"]})
+    return decision["passed"]

@@ -1,0 +1,17 @@
+"""KFP component: ingest (library: warmstart.ingest)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+from warmstart.components import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def ingest(config: dict, dataset: Output[Dataset]):
+    """Read, clean and split the labelled data; the directory holds the splits and data_card.json."""
+    from warmstart.config import Config
+    from warmstart.ingest import ingest as ingest_data
+    from warmstart.stage import user_errors
+
+    with user_errors("ingest"):
+        card = ingest_data(Config.from_dict(config).data, dataset.path)
+    dataset.metadata.update({"rows": card["rows"], "fingerprint": card["fingerprint"]})

@@ -1,0 +1,31 @@
+"""KFP component: register (library: warmstart.registry)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+from warmstart.components import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def register(
+    config: dict,
+    run_id: str,
+    model: Input[Model],
+    gate_result: Input[Artifact],
+    dataset: Input[Dataset],
+    base_model: Input[Model],
+    registration: Output[Artifact],
+):
+    """Publish the pretrained-init model as a new registry version; refuses without a passing gate result."""
+    import json
+    from pathlib import Path
+
+    from warmstart.config import Config
+    from warmstart.registry import register as publish
+    from warmstart.stage import user_errors
+
+    with user_errors("register"):
+        record = publish(
+            Config.from_dict(config), model.path, gate_result.path, dataset.path, base_model.path, run_id
+        )
+    Path(registration.path).write_text(json.dumps(record, indent=2))
+    registration.metadata.update(record)

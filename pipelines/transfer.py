@@ -1,0 +1,75 @@
+"""The DAG, reading like the picture in the README.
+
+ingest ──► fetch_model ──┬─► finetune(init=pretrained) ─┐
+                         └─► finetune(init=scratch)   ──┴─► gate ──► [passed] register
+"""
+
+from pathlib import Path
+from typing import Any
+
+from kfp import compiler, dsl
+from warmstart.components import DEFAULT_IMAGE, fetch_model, finetune, gate, ingest, register
+
+from warmstart.config import Config
+
+PIPELINE_NAME = "warmstart-transfer"
+
+
+def build_pipeline(config: Config, image: str = DEFAULT_IMAGE) -> Any:
+    """The pipeline with `config` as its default parameters and every task running in `image`."""
+
+    def in_image(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
+        return task.set_container_image(image).set_display_name(name)
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Fine-tune a pretrained model and a from-scratch baseline of the same architecture; "
+        "register the fine-tuned model only if the gate finds positive transfer.",
+    )
+    # KFP reads parameter defaults from the signature, so the config must be evaluated here.
+    def transfer_pipeline(config: dict = config.model_dump(), run_id: str = "") -> dsl.Artifact:  # noqa: B008
+        data = in_image(ingest(config=config), "ingest")
+        base = in_image(fetch_model(config=config), "fetch model")
+        arms = {}
+        for init in ("pretrained", "scratch"):
+            arms[init] = in_image(
+                finetune(
+                    config=config,
+                    init=init,
+                    dataset=data.outputs["dataset"],
+                    base_model=base.outputs["base_model"],
+                ),
+                f"finetune ({init})",
+            )
+            arms[init].set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+        decision = in_image(
+            gate(
+                config=config,
+                pretrained=arms["pretrained"].outputs["evaluation"],
+                scratch=arms["scratch"].outputs["evaluation"],
+            ),
+            "gate",
+        )
+        with dsl.If(decision.outputs["Output"] == True, name="gate passed"):  # noqa: E712
+            in_image(
+                register(
+                    config=config,
+                    run_id=run_id,
+                    model=arms["pretrained"].outputs["model"],
+                    gate_result=decision.outputs["result"],
+                    dataset=data.outputs["dataset"],
+                    base_model=base.outputs["base_model"],
+                ),
+                "register",
+            )
+        return decision.outputs["result"]
+
+    return transfer_pipeline
+
+
+def compile_pipeline(config: Config, output: str | Path, image: str = DEFAULT_IMAGE) -> Path:
+    """Write the pipeline YAML that Kubeflow Pipelines uploads."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(config, image), package_path=str(output))
+    return output

@@ -1,0 +1,5 @@
+"""`python -m warmstart` is the `warmstart` command."""
+
+from warmstart.cli import main
+
+main()

@@ -1,0 +1,129 @@
+"""The `warmstart` command: run the pipeline locally, or compile it for Kubeflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from warmstart.errors import WarmstartError
+
+app = typer.Typer(
+    help="Fine-tune a pretrained model, train the same architecture from scratch, and register the "
+    "fine-tuned model only if pretraining measurably helped.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config (sections data, model, train, gate, registry)."),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override one key, e.g. --set train.epochs=2 (repeatable)."),
+]
+
+
+def _fail(err: WarmstartError, code: int = 2) -> None:
+    errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table(title=f"warmstart: {summary['verdict']} transfer", title_justify="left")
+    table.add_column("")
+    for metric in ("accuracy", "macro_f1"):
+        table.add_column(metric, justify="right")
+    for arm in ("pretrained", "scratch"):
+        table.add_row(arm, *(f"{summary[arm][m]:.4f}" for m in ("accuracy", "macro_f1")))
+    console.print(table)
+    gain = summary["gain"]
+    console.print(
+        f"gain ({summary['metric']}): {gain['estimate']:+.4f}  "
+        f"{gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]  "
+        f"on {summary['test_rows']} test examples",
+        highlight=False,
+    )
+    curves = ", ".join(
+        f"{name} {'higher' if test['higher'] else 'not higher'} ({test['difference']:+.3f})"
+        for name, test in summary["curves"].items()
+    )
+    console.print(f"learning curves: {curves}", highlight=False)
+    console.print(f"reason: {summary['reason']}", highlight=False)
+    if summary["registered"]:
+        reg = summary["registered"]
+        console.print(
+            f"[green]registered[/] {reg['name']} version {reg['version']} → {reg['uri']}", highlight=False
+        )
+    else:
+        console.print("[yellow]not registered[/]: the gate did not pass", highlight=False)
+    console.print(f"wall time: {summary['wall_seconds']:.0f} s; full log: {summary['log']}", highlight=False)
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    workdir: Annotated[Path, typer.Option(help="Where runs, artifacts and the default registry go.")] = Path(
+        "warmstart-work"
+    ),
+    summary: Annotated[
+        Path | None, typer.Option(help="Write the summary JSON here (default: WORKDIR/summary.json).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show kfp.local's full log.")] = False,
+) -> None:
+    """Run the whole pipeline on this machine through kfp.local. With no config: the SST-2 demo."""
+    from warmstart.config import load_config
+    from warmstart.local_run import run_local, write_summary
+
+    try:
+        cfg = load_config(config, set_)
+        result = run_local(cfg, workdir, verbose)
+    except WarmstartError as err:
+        _fail(err, code=2 if err.__class__.__name__ == "ConfigError" else 1)
+    write_summary(result, summary or workdir / "summary.json")
+    _print_summary(result)
+    console.print(f"summary: {summary or workdir / 'summary.json'}", highlight=False)
+
+
+@app.command("compile")
+def compile_(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Pipeline YAML to write.")] = Path(
+        "warmstart-pipeline.yaml"
+    ),
+    image: Annotated[
+        str | None, typer.Option(help="Container image of every task (default: the release image).")
+    ] = None,
+) -> None:
+    """Write the pipeline YAML to upload to Kubeflow Pipelines; the config becomes its default parameters."""
+    from warmstart.components import DEFAULT_IMAGE
+    from warmstart.config import load_config
+    from warmstart.pipelines import compile_pipeline
+
+    try:
+        cfg = load_config(config, set_)
+    except WarmstartError as err:
+        _fail(err)
+    path = compile_pipeline(cfg, output, image or DEFAULT_IMAGE)
+    console.print(f"wrote {path} (image {image or DEFAULT_IMAGE})", highlight=False)
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print every config key with its default and what it does (a starting point for your own file)."""
+    from warmstart.config import describe_fields
+
+    typer.echo(describe_fields(), nl=False)
+
+
+def main() -> None:
+    app()

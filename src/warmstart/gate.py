@@ -1,0 +1,247 @@
+"""gate: decide whether the pretrained start beat training from scratch, with a confidence interval.
+
+Both arms predicted the same test examples, so the comparison is paired: the transfer gain
+(pretrained − scratch) is re-measured on bootstrap resamples of the test set, each resample drawn
+once and applied to both arms (Efron & Tibshirani 1993, ch. 16; Koehn 2004 for NLP). The verdict:
+positive when the whole interval lies above `gate.min_gain`, negative when it lies below zero
+(pretraining hurt: negative transfer), neutral otherwise. Only a positive verdict passes. The
+learning curves add the three classic questions of transfer (Torrey & Shavlik 2009): a higher
+start, a steeper slope, a higher asymptote.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from warmstart.config import GateConfig
+from warmstart.errors import WarmstartError
+from warmstart.finetune import load_evaluation
+from warmstart.metrics import METRICS, all_metrics, weighted_metric
+
+RESULT_FILE = "gate_result.json"
+REPORT_FILE = "report.md"
+# Bootstrap weights are built in blocks of at most this many cells, to bound memory on big test sets.
+BLOCK_CELLS = 20_000_000
+
+
+def paired_bootstrap(
+    metric: str,
+    labels: np.ndarray,
+    pretrained: np.ndarray,
+    scratch: np.ndarray,
+    classes: int,
+    samples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, float]:
+    """Gain estimate and percentile interval, every resample shared by both arms (vectorised)."""
+    n = len(labels)
+    rng = np.random.default_rng(seed)
+    gains = np.empty(samples)
+    block = max(1, min(samples, BLOCK_CELLS // max(n, 1)))
+    for start in range(0, samples, block):
+        rows = min(block, samples - start)
+        draws = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
+        weights = np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n)
+        gains[start : start + rows] = weighted_metric(
+            metric, labels, pretrained, weights, classes
+        ) - weighted_metric(metric, labels, scratch, weights, classes)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(gains, [tail, 1 - tail])
+    estimate = (
+        weighted_metric(metric, labels, pretrained, np.ones(n), classes)[0]
+        - weighted_metric(metric, labels, scratch, np.ones(n), classes)[0]
+    )
+    return {
+        "estimate": float(estimate),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "confidence": confidence,
+        "bootstrap_samples": samples,
+        "standard_error": float(gains.std(ddof=1)),
+    }
+
+
+def decide(gain: dict[str, float], min_gain: float) -> tuple[str, str]:
+    """The verdict and one sentence saying why."""
+    level = f"{gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]"
+    if gain["ci_low"] > min_gain:
+        return (
+            "positive",
+            f"positive transfer: the {level} of the gain lies above the minimum gain {min_gain:+.4f}",
+        )
+    if gain["ci_high"] < 0:
+        return "negative", f"negative transfer: pretraining hurt, the whole {level} of the gain is below zero"
+    return "neutral", (
+        f"neutral: the {level} of the gain does not clear the minimum gain {min_gain:+.4f}, "
+        f"so the data do not show that pretraining helped"
+    )
+
+
+def curve_tests(
+    pretrained: list[dict[str, Any]], scratch: list[dict[str, Any]], metric: str
+) -> dict[str, Any]:
+    """Higher start (step 0), steeper slope (normalised area under the curve), higher asymptote (last quarter)."""
+
+    def measures(curve: list[dict[str, Any]]) -> dict[str, float]:
+        steps = np.array([point["step"] for point in curve], dtype=float)
+        values = np.array([point[metric] for point in curve], dtype=float)
+        span = steps[-1] - steps[0]
+        area = float(np.trapezoid(values, steps) / span) if span > 0 else float(values.mean())
+        tail = max(1, round(len(values) / 4))
+        return {"start": float(values[0]), "slope": area, "asymptote": float(values[-tail:].mean())}
+
+    if not pretrained or not scratch:
+        raise WarmstartError("a learning curve is empty; rerun finetune for both arms")
+    p, s = measures(pretrained), measures(scratch)
+    return {
+        name: {
+            "pretrained": p[name],
+            "scratch": s[name],
+            "difference": p[name] - s[name],
+            "higher": p[name] > s[name],
+        }
+        for name in ("start", "slope", "asymptote")
+    }
+
+
+def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
+    matrix = np.zeros((classes, classes), dtype=int)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix.tolist()
+
+
+def gate(
+    cfg: GateConfig, pretrained_dir: str | Path, scratch_dir: str | Path, output_dir: str | Path
+) -> dict[str, Any]:
+    """Compare the two arms' evaluations and write the gate result and its report to `output_dir`."""
+    (p_summary, p_preds), (s_summary, s_preds) = load_evaluation(pretrained_dir), load_evaluation(scratch_dir)
+    if (p_summary["init"], s_summary["init"]) != ("pretrained", "scratch"):
+        raise WarmstartError(
+            f"gate needs a pretrained and a scratch evaluation, got {p_summary['init']} and {s_summary['init']}"
+        )
+    if p_summary["test_fingerprint"] != s_summary["test_fingerprint"] or not p_preds.column("id").equals(
+        s_preds.column("id")
+    ):
+        raise WarmstartError(
+            "the two evaluations were made on different test splits (fingerprint mismatch); "
+            "rerun both finetune steps on the same ingest output"
+        )
+    labels = p_preds.column("label").to_numpy()
+    p_pred, s_pred = p_preds.column("predicted").to_numpy(), s_preds.column("predicted").to_numpy()
+    names = p_summary["label_names"]
+    classes = len(names)
+    gain = paired_bootstrap(
+        cfg.metric, labels, p_pred, s_pred, classes, cfg.bootstrap_samples, cfg.confidence, cfg.seed
+    )
+    verdict, reason = decide(gain, cfg.min_gain)
+    result = {
+        "passed": verdict == "positive",
+        "verdict": verdict,
+        "reason": reason,
+        "decision_rule": (
+            f"Register only if the {cfg.confidence:.0%} paired-bootstrap CI of the {cfg.metric} gain "
+            f"(pretrained − scratch, {cfg.bootstrap_samples} resamples of the test set) lies entirely above "
+            f"{cfg.min_gain:+.4f}; a CI entirely below zero is negative transfer."
+        ),
+        "metric": cfg.metric,
+        "gain": gain,
+        "pretrained": {
+            **all_metrics(labels, p_pred, classes),
+            "learning_rate": p_summary["learning_rate"],
+            "steps": p_summary["steps"],
+            "train_seconds": p_summary["train_seconds"],
+            "model_sha256": p_summary["model_sha256"],
+            "confusion_matrix": _confusion(labels, p_pred, classes),
+        },
+        "scratch": {
+            **all_metrics(labels, s_pred, classes),
+            "learning_rate": s_summary["learning_rate"],
+            "steps": s_summary["steps"],
+            "train_seconds": s_summary["train_seconds"],
+            "model_sha256": s_summary["model_sha256"],
+            "confusion_matrix": _confusion(labels, s_pred, classes),
+        },
+        "curves": {
+            "tests": curve_tests(p_summary["learning_curve"], s_summary["learning_curve"], cfg.metric),
+            "pretrained": p_summary["learning_curve"],
+            "scratch": s_summary["learning_curve"],
+        },
+        "label_names": names,
+        "test_rows": len(labels),
+        "test_fingerprint": p_summary["test_fingerprint"],
+        "data_fingerprint": p_summary["data_fingerprint"],
+        "base_model": p_summary["base_model"],
+    }
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    (output_dir / REPORT_FILE).write_text(report_markdown(result))
+    return result
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    return json.loads((path / RESULT_FILE if path.is_dir() else path).read_text())
+
+
+def results_table(result: dict[str, Any]) -> str:
+    """Metrics of both arms and the gain with its CI, as a Markdown table."""
+    gain = result["gain"]
+    lines = [
+        "| | " + " | ".join(METRICS) + " | learning rate | steps |",
+        "|---|" + "---:|" * (len(METRICS) + 2),
+    ]
+    for arm in ("pretrained", "scratch"):
+        row = result[arm]
+        lines.append(
+            f"| {arm} | "
+            + " | ".join(f"{row[m]:.4f}" for m in METRICS)
+            + f" | {row['learning_rate']:g} | {row['steps']} |"
+        )
+    lines += [
+        "",
+        f"**Transfer gain** ({result['metric']}, pretrained − scratch): {gain['estimate']:+.4f}, "
+        f"{gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}] "
+        f"over {result['test_rows']} test examples.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def report_markdown(result: dict[str, Any]) -> str:
+    tests = result["curves"]["tests"]
+    lines = [
+        f"# Transfer gate: {result['verdict']} ({'passed' if result['passed'] else 'not passed'})",
+        "",
+        result["reason"][0].upper() + result["reason"][1:] + ".",
+        "",
+        f"Decision rule: {result['decision_rule']}",
+        "",
+        results_table(result),
+        f"## Learning curves (validation {result['metric']})",
+        "",
+        "| test | pretrained | scratch | difference | pretrained higher |",
+        "|---|---:|---:|---:|:---:|",
+    ]
+    labels = {
+        "start": "start (step 0)",
+        "slope": "slope (normalised area under the curve)",
+        "asymptote": "asymptote (mean of the last quarter)",
+    }
+    for name, row in tests.items():
+        lines.append(
+            f"| {labels[name]} | {row['pretrained']:.4f} | {row['scratch']:.4f} | {row['difference']:+.4f} | "
+            f"{'yes' if row['higher'] else 'no'} |"
+        )
+    lines += ["", "| step | pretrained | scratch |", "|---:|---:|---:|"]
+    scratch_by_step = {p["step"]: p[result["metric"]] for p in result["curves"]["scratch"]}
+    for point in result["curves"]["pretrained"]:
+        other = scratch_by_step.get(point["step"])
+        lines.append(
+            f"| {point['step']} | {point[result['metric']]:.4f} | {'' if other is None else f'{other:.4f}'} |"
+        )
+    return "\n".join(lines) + "\n"

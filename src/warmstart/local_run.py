@@ -1,0 +1,171 @@
+"""Run the Kubeflow pipeline on this machine through kfp.local and summarise the outcome."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import sys
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any, TextIO
+
+from warmstart.config import Config
+from warmstart.errors import WarmstartError
+from warmstart.gate import load_result
+from warmstart.registry import LocalRegistry
+from warmstart.stage import ERROR_FILE_ENV
+from warmstart.storage import scheme_of
+
+# Lines of kfp.local's log worth showing a person: task starts and ends, training progress, errors.
+# A stage's own error line is left out: the CLI repeats it as its last line.
+PROGRESS_MARKERS = ("Executing task", "finished with status", "finetune[")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class ProgressLog(io.TextIOBase):
+    """Stands in for stdout during a run: every line goes to the log file, progress lines to the console."""
+
+    def __init__(self, log_file: Path, console: TextIO, verbose: bool) -> None:
+        self._log = open(log_file, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._console, self._verbose, self._pending = console, verbose, ""
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        if self._verbose:
+            self._console.write(text)
+            return len(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            plain = ANSI.sub("", line).strip()
+            if any(marker in plain for marker in PROGRESS_MARKERS):
+                self._console.write(plain.split(" - INFO - ")[-1] + "\n")
+        self._console.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._log.closed:
+            self._log.flush()
+        self._console.flush()
+
+    def close(self) -> None:
+        if self._pending:
+            self.write("\n")
+        self._log.close()
+        super().close()
+
+
+class PipelineFailed(WarmstartError):
+    """A pipeline task failed; the message is the failed stage's own error when it gave one."""
+
+
+def localize(cfg: Config, workdir: Path) -> Config:
+    """Absolute local paths (tasks may run elsewhere), and the registry under `workdir` unless set."""
+    cfg = cfg.model_copy(deep=True)
+    for section, key in (
+        ("data", "source"),
+        ("data", "test_source"),
+        ("model", "source"),
+        ("registry", "uri"),
+    ):
+        holder = getattr(cfg, section)
+        value = getattr(holder, key)
+        if value and scheme_of(value) == "":
+            setattr(holder, key, str(Path(value).expanduser().resolve()))
+    if not cfg.registry.uri:
+        cfg.registry.uri = str(workdir / "registry")
+    return cfg
+
+
+def run_local(cfg: Config, workdir: Path, verbose: bool = False) -> dict[str, Any]:
+    """Execute the pipeline with kfp.local's SubprocessRunner and return the run summary.
+
+    kfp.local's full log goes to WORKDIR/runs/RUN_ID.log; the console gets progress lines only,
+    unless `verbose`.
+    """
+    from kfp import local
+
+    from warmstart.pipelines import build_pipeline
+
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = localize(cfg, workdir)
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    error_file = workdir / f".error-{run_id}"
+    (workdir / "runs").mkdir(exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "runs"))
+    started = time.perf_counter()
+    previous = os.environ.get(ERROR_FILE_ENV)
+    os.environ[ERROR_FILE_ENV] = str(error_file)
+    progress_file = workdir / "runs" / f"{run_id}.log"
+    progress = ProgressLog(progress_file, sys.stdout, verbose)
+    try:
+        with contextlib.redirect_stdout(progress), warnings.catch_warnings():
+            # kfp.local notes that GPU requests and display names do nothing locally: true, and expected.
+            warnings.filterwarnings(
+                "ignore", message=".*(have no effect in the current local runner|non-Python base image).*"
+            )
+            pipeline_run = build_pipeline(cfg)(config=cfg.model_dump(), run_id=run_id)
+    except RuntimeError as err:
+        if error_file.is_file():
+            raise PipelineFailed(error_file.read_text(encoding="utf-8")) from None
+        raise PipelineFailed(f"{str(err).splitlines()[0]}; the full log is {progress_file}") from None
+    finally:
+        progress.close()
+        error_file.unlink(missing_ok=True)
+        if previous is None:
+            os.environ.pop(ERROR_FILE_ENV, None)
+        else:
+            os.environ[ERROR_FILE_ENV] = previous
+    seconds = time.perf_counter() - started
+    gate_result = load_result(pipeline_run.output.path)
+    registry = LocalRegistry(cfg.registry.uri)
+    version = registry.find(cfg.registry.name, run_id=run_id)
+    return summarize(gate_result, cfg, run_id, seconds, registry if version else None, version, progress_file)
+
+
+def summarize(
+    gate_result: dict[str, Any],
+    cfg: Config,
+    run_id: str,
+    seconds: float,
+    registry: LocalRegistry | None,
+    version: int | None,
+    log_file: Path,
+) -> dict[str, Any]:
+    metric_names = ("accuracy", "macro_f1")
+    registered = (
+        {
+            "name": cfg.registry.name,
+            "version": version,
+            "uri": registry.version_uri(cfg.registry.name, version),
+        }
+        if registry and version
+        else None
+    )
+    return {
+        "run_id": run_id,
+        "verdict": gate_result["verdict"],
+        "passed": gate_result["passed"],
+        "metric": gate_result["metric"],
+        "pretrained": {m: gate_result["pretrained"][m] for m in metric_names},
+        "scratch": {m: gate_result["scratch"][m] for m in metric_names},
+        "gain": {k: gate_result["gain"][k] for k in ("estimate", "ci_low", "ci_high", "confidence")},
+        "curves": {name: test for name, test in gate_result["curves"]["tests"].items()},
+        "registered": registered,
+        "reason": gate_result["reason"],
+        "decision_rule": gate_result["decision_rule"],
+        "test_rows": gate_result["test_rows"],
+        "wall_seconds": round(seconds, 1),
+        "log": str(log_file),
+    }
+
+
+def write_summary(summary: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2))

@@ -1,0 +1,76 @@
+"""Bad input through the `warmstart` command: one clear line, a non-zero exit, nothing registered."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import write_csv
+
+
+def run_warmstart(tmp_path, *settings):
+    args = [sys.executable, "-m", "warmstart", "run", "--workdir", str(tmp_path / "work")]
+    for setting in settings:
+        args += ["--set", setting]
+    return subprocess.run(args, capture_output=True, text=True, timeout=300)
+
+
+def assert_one_clear_error(result, tmp_path, *fragments):
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    error_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(error_lines) == 1, result.stderr
+    assert error_lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in error_lines[0]
+    versions = tmp_path / "work" / "registry"
+    assert not versions.exists() or not any(versions.rglob("metadata.json"))
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    return write_csv(tmp_path / "reviews.csv", [("great fun", "pos"), ("dull", "neg")] * 10 + [("ok", "pos")])
+
+
+def test_unknown_config_key(tmp_path):
+    result = run_warmstart(tmp_path, "train.epoch=2")
+    assert_one_clear_error(result, tmp_path, "unknown key 'train.epoch'", "epochs")
+    assert result.returncode == 2
+
+
+def test_missing_column(tmp_path, data_file):
+    result = run_warmstart(
+        tmp_path, f"data.source={data_file}", "data.test_source=", "data.label_column=sentiment"
+    )
+    assert_one_clear_error(
+        result, tmp_path, "ingest:", "no column 'sentence'", "columns found: text, sentiment"
+    )
+
+
+def test_unknown_format(tmp_path, data_file):
+    odd = shutil.copyfile(data_file, tmp_path / "reviews.xlsx")
+    result = run_warmstart(tmp_path, f"data.source={odd}", "data.test_source=")
+    assert_one_clear_error(result, tmp_path, "cannot tell the format", "data.format")
+
+
+def test_empty_file(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    result = run_warmstart(tmp_path, f"data.source={empty}", "data.test_source=")
+    assert_one_clear_error(result, tmp_path, "empty file")
+
+
+def test_one_class_data(tmp_path):
+    one = write_csv(
+        tmp_path / "one.csv", [(f"fine film {i}", "pos") for i in range(20)], header=("sentence", "label")
+    )
+    result = run_warmstart(tmp_path, f"data.source={one}", "data.test_source=")
+    assert_one_clear_error(result, tmp_path, "single class", "at least two labels")
+
+
+def test_model_without_safetensors(tmp_path, tiny_random_model):
+    model = shutil.copytree(tiny_random_model, tmp_path / "pickled-model")
+    (model / "model.safetensors").rename(model / "pytorch_model.bin")
+    result = run_warmstart(tmp_path, f"model.source={model}")
+    assert_one_clear_error(result, tmp_path, "fetch_model:", "no *.safetensors weights", "refused")

