@@ -9,6 +9,7 @@ from warmstart.components import DEFAULT_IMAGE
 def register(
     config: dict,
     run_id: str,
+    pipeline_job: str,
     model: Input[Model],
     gate_result: Input[Artifact],
     dataset: Input[Dataset],
@@ -25,7 +26,13 @@ def register(
 
     with user_errors("register"):
         record = publish(
-            Config.from_dict(config), model.path, gate_result.path, dataset.path, base_model.path, run_id
+            Config.from_dict(config),
+            model.path,
+            gate_result.path,
+            dataset.path,
+            base_model.path,
+            run_id,
+            pipeline_job,
         )
     Path(registration.path).write_text(json.dumps(record, indent=2))
     registration.metadata.update(record)

@@ -55,6 +55,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE) -> Any:
                 register(
                     config=config,
                     run_id=run_id,
+                    pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                     model=arms["pretrained"].outputs["model"],
                     gate_result=decision.outputs["result"],
                     dataset=data.outputs["dataset"],

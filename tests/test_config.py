@@ -40,6 +40,7 @@ def test_unknown_section_lists_the_sections():
     [
         ("train.epochs=-1", "'train.epochs' input should be greater than 0"),
         ("gate.confidence=1.5", "'gate.confidence' input should be less than 1"),
+        ("gate.min_gain=-0.01", "'gate.min_gain' input should be greater than or equal to 0"),
         ("gate.metric=auc", "'accuracy' or 'macro_f1'"),
         ("train.batch_size=many", "'train.batch_size'"),
         ("registry.name=My Model", "'registry.name'"),

@@ -102,6 +102,8 @@ def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
     assert summary["registered"]["version"] == 1
     registry = LocalRegistry(str(tmp_path / "work" / "registry"))
     assert registry.alias("tiny-reviews", "champion") == 1
-    assert registry.metadata("tiny-reviews", 1)["lineage"]["run_id"] == summary["run_id"]
+    lineage = registry.metadata("tiny-reviews", 1)["lineage"]
+    assert lineage["run_id"] == summary["run_id"]
+    assert lineage["pipeline_job"].startswith("warmstart-transfer-")
     assert "positive transfer" in result.stdout
     assert "registered tiny-reviews version 1" in result.stdout

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from warmstart.errors import WarmstartError
+from warmstart.errors import ConfigError, WarmstartError
 
 app = typer.Typer(
     help="Fine-tune a pretrained model, train the same architecture from scratch, and register the "
@@ -87,7 +87,7 @@ def run(
         cfg = load_config(config, set_)
         result = run_local(cfg, workdir, verbose)
     except WarmstartError as err:
-        _fail(err, code=2 if err.__class__.__name__ == "ConfigError" else 1)
+        _fail(err, code=2 if isinstance(err, ConfigError) else 1)
     write_summary(result, summary or workdir / "summary.json")
     _print_summary(result)
     console.print(f"summary: {summary or workdir / 'summary.json'}", highlight=False)

@@ -99,7 +99,11 @@ class GateConfig(_Section):
         "accuracy", description="Metric the verdict is decided on."
     )
     min_gain: float = Field(
-        0.0, ge=-1, le=1, description="The CI's lower bound must exceed this gain for a positive verdict."
+        0.0,
+        ge=0,
+        lt=1,
+        description="The CI's lower bound must exceed this gain (in metric units, e.g. 0.01 = one point of "
+        "accuracy) for a positive verdict. Not negative: a positive verdict means pretraining helped.",
     )
     confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of the interval.")
     bootstrap_samples: int = Field(10_000, ge=1000, le=1_000_000, description="Paired-bootstrap resamples.")

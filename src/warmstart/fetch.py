@@ -59,7 +59,7 @@ def _package_version(uri: str) -> str | None:
     return None
 
 
-def _license(model_dir: Path, uri: str) -> str | None:
+def _license(model_dir: Path) -> str | None:
     card = model_dir / "README.md"
     if card.is_file():
         front = card.read_text(encoding="utf-8", errors="replace").split("---")
@@ -150,7 +150,7 @@ def fetch_model(cfg: ModelConfig, output_dir: str | Path) -> dict[str, Any]:
         "architecture": (config.get("architectures") or [config.get("model_type")])[0],
         "model_type": config.get("model_type"),
         "parameters": parameter_count(weights),
-        "license": _license(source_dir, uri),
+        "license": _license(source_dir),
         "files": files,
     }
     (output_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))

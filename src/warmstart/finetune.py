@@ -116,6 +116,7 @@ def finetune(
     import datasets
     import torch
     import transformers
+    from datasets import Dataset
     from transformers import (
         AutoTokenizer,
         DataCollatorWithPadding,
@@ -143,9 +144,9 @@ def finetune(
     validation = _load_split(dataset_dir, "validation")
     if train_cfg.max_eval_samples and train_cfg.max_eval_samples < len(validation):
         validation = validation.shuffle(seed=train_cfg.seed).select(range(train_cfg.max_eval_samples))
-    test = _load_split(dataset_dir, "test")
+    test_rows = pq.read_table(dataset_dir / "test.parquet")
     train, validation, test = (
-        _tokenize(d, tokenizer, cfg.model.max_length) for d in (train, validation, test)
+        _tokenize(d, tokenizer, cfg.model.max_length) for d in (train, validation, Dataset(test_rows))
     )
     # Evaluation order does not change the metric; sorted batches carry almost no padding.
     validation = validation.select(np.argsort(np.asarray(validation["length"]), kind="stable"))
@@ -233,12 +234,11 @@ def finetune(
     model.save_pretrained(model_dir)  # safetensors; no pickled training_args beside it
     tokenizer.save_pretrained(model_dir)
     evaluation_dir.mkdir(parents=True, exist_ok=True)
-    raw_test = pq.read_table(dataset_dir / "test.parquet")
     pq.write_table(
         pa.table(
             {
-                "id": raw_test.column("id"),
-                "text": raw_test.column("text"),
+                "id": test_rows.column("id"),
+                "text": test_rows.column("text"),
                 "label": pa.array(labels, pa.int64()),
                 "predicted": pa.array(predicted, pa.int64()),
                 "probabilities": pa.array(probabilities.astype(np.float32).tolist(), pa.list_(pa.float32())),

@@ -21,6 +21,7 @@ from warmstart.config import GateConfig
 from warmstart.errors import WarmstartError
 from warmstart.finetune import load_evaluation
 from warmstart.metrics import METRICS, all_metrics, weighted_metric
+from warmstart.metrics import metric as metric_value
 
 RESULT_FILE = "gate_result.json"
 REPORT_FILE = "report.md"
@@ -52,9 +53,8 @@ def paired_bootstrap(
         ) - weighted_metric(metric, labels, scratch, weights, classes)
     tail = (1 - confidence) / 2
     low, high = np.quantile(gains, [tail, 1 - tail])
-    estimate = (
-        weighted_metric(metric, labels, pretrained, np.ones(n), classes)[0]
-        - weighted_metric(metric, labels, scratch, np.ones(n), classes)[0]
+    estimate = metric_value(metric, labels, pretrained, classes) - metric_value(
+        metric, labels, scratch, classes
     )
     return {
         "estimate": float(estimate),

@@ -156,7 +156,7 @@ def summarize(
         "pretrained": {m: gate_result["pretrained"][m] for m in metric_names},
         "scratch": {m: gate_result["scratch"][m] for m in metric_names},
         "gain": {k: gate_result["gain"][k] for k in ("estimate", "ci_low", "ci_high", "confidence")},
-        "curves": {name: test for name, test in gate_result["curves"]["tests"].items()},
+        "curves": gate_result["curves"]["tests"],
         "registered": registered,
         "reason": gate_result["reason"],
         "decision_rule": gate_result["decision_rule"],

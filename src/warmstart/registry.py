@@ -177,11 +177,14 @@ def register(
     dataset_dir: str | Path,
     base_model_dir: str | Path,
     run_id: str = "",
+    pipeline_job: str = "",
 ) -> dict[str, Any]:
     """Publish `model_dir` as the next version of `cfg.registry.name`, only with a passing gate result.
 
     The other directories are the outputs of gate, ingest and fetch_model of the same run: they give
     the blessing, the data card and the base model's manifest for the model card and lineage.
+    `run_id` is the caller's id for the run (`warmstart run` sets one); `pipeline_job` is the KFP
+    pipeline job that registered the model.
     """
     model_dir = Path(model_dir)
     gate_result = load_result(gate_dir)
@@ -205,6 +208,7 @@ def register(
         "gate": {k: gate_result[k] for k in ("verdict", "reason", "metric", "gain", "decision_rule")},
         "lineage": {
             "run_id": run_id,
+            "pipeline_job": pipeline_job,
             "data_source": data_card["source"],
             "data_fingerprint": data_card["fingerprint"],
             "test_fingerprint": data_card["fingerprints"]["test"],
