@@ -65,8 +65,7 @@ def test_compile_command_writes_the_yaml(tmp_path):
     assert spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]["train"]["epochs"] == 1
 
 
-def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
-    """The whole DAG through kfp.local on a tiny model whose pre-training carries over."""
+def tiny_run_config(tmp_path, model, **gate):
     data = write_csv(tmp_path / "reviews.csv", synthetic_rows(240, seed=21))
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -79,7 +78,7 @@ def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
                     "label_column": "sentiment",
                     "test_fraction": 0.4,
                 },
-                "model": {"source": str(tiny_pretrained_model), "max_length": 32},
+                "model": {"source": str(model), "max_length": 32},
                 "train": {
                     "epochs": 1,
                     "batch_size": 16,
@@ -87,11 +86,17 @@ def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
                     "scratch_learning_rate": 1e-3,
                     "eval_points": 2,
                 },
-                "gate": {"bootstrap_samples": 2000},
+                "gate": {"bootstrap_samples": 2000, **gate},
                 "registry": {"name": "tiny-reviews"},
             }
         )
     )
+    return config
+
+
+def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
+    """The whole DAG through kfp.local on a tiny model whose pre-training carries over."""
+    config = tiny_run_config(tmp_path, tiny_pretrained_model)
     result = warmstart("run", "--config", str(config), "--workdir", str(tmp_path / "work"))
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "work" / "summary.json").read_text())
@@ -107,3 +112,17 @@ def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
     assert lineage["pipeline_job"].startswith("warmstart-transfer-")
     assert "positive transfer" in result.stdout
     assert "registered tiny-reviews version 1" in result.stdout
+
+
+def test_a_gate_that_does_not_pass_skips_register_and_still_exits_zero(tmp_path, tiny_pretrained_model):
+    """Same run, but a minimum gain no model can clear: the DAG ends at the gate, nothing is registered."""
+    config = tiny_run_config(tmp_path, tiny_pretrained_model, min_gain=0.95)
+    result = warmstart("run", "--config", str(config), "--workdir", str(tmp_path / "work"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "work" / "summary.json").read_text())
+    assert summary["verdict"] == "neutral"
+    assert summary["gain"]["estimate"] > 0
+    assert summary["registered"] is None
+    assert "Executing task 'register'" not in result.stdout
+    assert "not registered" in result.stdout
+    assert LocalRegistry(str(tmp_path / "work" / "registry")).versions("tiny-reviews") == []

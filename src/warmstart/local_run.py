@@ -31,7 +31,7 @@ class ProgressLog(io.TextIOBase):
     """Stands in for stdout during a run: every line goes to the log file, progress lines to the console."""
 
     def __init__(self, log_file: Path, console: TextIO, verbose: bool) -> None:
-        self._log = open(log_file, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._log = open(log_file, "w", encoding="utf-8")  # closed in close()
         self._console, self._verbose, self._pending = console, verbose, ""
 
     def write(self, text: str) -> int:
@@ -123,31 +123,29 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False) -> dict[str, An
         else:
             os.environ[ERROR_FILE_ENV] = previous
     seconds = time.perf_counter() - started
-    gate_result = load_result(pipeline_run.output.path)
     registry = LocalRegistry(cfg.registry.uri)
     version = registry.find(cfg.registry.name, run_id=run_id)
-    return summarize(gate_result, cfg, run_id, seconds, registry if version else None, version, progress_file)
-
-
-def summarize(
-    gate_result: dict[str, Any],
-    cfg: Config,
-    run_id: str,
-    seconds: float,
-    registry: LocalRegistry | None,
-    version: int | None,
-    log_file: Path,
-) -> dict[str, Any]:
-    metric_names = ("accuracy", "macro_f1")
     registered = (
         {
             "name": cfg.registry.name,
             "version": version,
             "uri": registry.version_uri(cfg.registry.name, version),
         }
-        if registry and version
+        if version
         else None
     )
+    return summarize(load_result(pipeline_run.output.path), registered, run_id, seconds, progress_file)
+
+
+def summarize(
+    gate_result: dict[str, Any],
+    registered: dict[str, Any] | None,
+    run_id: str,
+    seconds: float,
+    log_file: Path,
+) -> dict[str, Any]:
+    """The run summary: the gate's verdict and numbers, and what was registered."""
+    metric_names = ("accuracy", "macro_f1")
     return {
         "run_id": run_id,
         "verdict": gate_result["verdict"],
