@@ -44,7 +44,7 @@ def test_missing_column(tmp_path, data_file):
         tmp_path, f"data.source={data_file}", "data.test_source=", "data.label_column=sentiment"
     )
     assert_one_clear_error(
-        result, tmp_path, "ingest:", "no column 'sentence'", "columns found: text, sentiment"
+        result, tmp_path, "ingest:", "no column 'sentence'", "columns found: 'text', 'sentiment'"
     )
 
 

@@ -21,6 +21,25 @@ def test_file_and_overrides_are_merged(tmp_path):
     assert cfg.registry.name == "my-model"
 
 
+def test_the_demo_test_file_and_name_follow_only_the_demo_data():
+    demo = load_config()
+    assert demo.data.test_source.endswith("sst2/dev.tsv")
+    assert demo.registry.name == "sst2-minilm"
+    own = load_config(None, ["data.source=/data/Product Reviews.v2.csv"])
+    assert own.data.test_source == ""
+    assert own.registry.name == "product-reviews"
+    named = load_config(None, ["data.source=s3://bucket/x/reviews.csv", "registry.name=shop"])
+    assert named.registry.name == "shop"
+    # The config a pipeline carries validates back to itself.
+    assert Config.from_dict(own.model_dump()) == own
+
+
+def test_several_overrides_are_named_once():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["train.seed=1", "train.batch_size=8", "train.epochs=abc"])
+    assert str(err.value).startswith("config with --set: 'train.epochs'")
+
+
 def test_unknown_key_names_the_key_and_the_valid_choices():
     with pytest.raises(ConfigError) as err:
         load_config(None, ["train.epoch=2"])
@@ -57,8 +76,9 @@ def test_missing_config_file_and_bad_yaml(tmp_path):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML at line 2, column 1") as err:
         load_config(bad)
+    assert "\n" not in str(err.value)
 
 
 def test_every_key_is_documented():
@@ -67,3 +87,4 @@ def test_every_key_is_documented():
         for name, sub in field.annotation.model_fields.items():
             assert sub.description, f"{section}.{name} has no description"
             assert f"  {name}:" in text
+    assert "One of: accuracy, macro_f1." in text

@@ -31,6 +31,7 @@ def fake_evaluation(directory, init, labels, predicted, curve, fingerprint="t" *
     summary = {
         "init": init,
         "learning_rate": 1e-4,
+        "train_rows": 500,
         "steps": 100,
         "train_seconds": 1.0,
         "model_sha256": init * 4,

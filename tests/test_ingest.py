@@ -83,6 +83,13 @@ def test_format_override_reads_an_unusual_extension(tmp_path):
     assert ingest(config(path, format="tsv"), tmp_path / "out")["format"] == "tsv"
 
 
+def test_a_tab_separated_file_named_csv_gets_told_to_set_the_format(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("text\tsentiment\n" + "".join(f"{t}\t{y}\n" for t, y in synthetic_rows(40, seed=6)))
+    with pytest.raises(DataError, match="looks tab-separated; set data.format=tsv"):
+        ingest(config(path), tmp_path / "out")
+
+
 def test_integer_labels_sort_numerically(tmp_path):
     rows = [(f"text number {i}", str(i % 11)) for i in range(110)]
     card = ingest(config(write_csv(tmp_path / "d.csv", rows)), tmp_path / "out")
@@ -94,7 +101,7 @@ def test_missing_column_lists_the_columns_found(tmp_path):
     with pytest.raises(DataError) as err:
         ingest(config(path), tmp_path / "out")
     assert "no column 'text', 'sentiment'" in str(err.value)
-    assert "columns found: review, stars" in str(err.value)
+    assert "columns found: 'review', 'stars'" in str(err.value)
     assert "data.text_column" in str(err.value)
 
 

@@ -58,11 +58,38 @@ def test_compiled_pipeline_has_the_five_stages_gpu_and_the_gate_condition(tmp_pa
 
 def test_compile_command_writes_the_yaml(tmp_path):
     result = warmstart(
-        "compile", "--output", str(tmp_path / "out.yaml"), "--set", "train.epochs=1", "--image", "me/ws:1"
+        "compile",
+        "--output",
+        str(tmp_path / "out.yaml"),
+        "--image",
+        "me/ws:1",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "registry.uri=/mnt/models",
     )
     assert result.returncode == 0, result.stderr
     spec = yaml.safe_load((tmp_path / "out.yaml").read_text())
     assert spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]["train"]["epochs"] == 1
+
+
+def test_compile_refuses_settings_that_cannot_work_in_a_pod(tmp_path):
+    output = tmp_path / "out.yaml"
+    no_registry = warmstart("compile", "--output", str(output))
+    assert no_registry.returncode == 2
+    assert "registry.uri is empty" in no_registry.stderr
+    relative = warmstart(
+        "compile",
+        "--output",
+        str(output),
+        "--set",
+        "registry.uri=/mnt/models",
+        "--set",
+        "data.source=reviews.csv",
+    )
+    assert relative.returncode == 2
+    assert "data.source 'reviews.csv' is a relative path" in relative.stderr
+    assert not output.exists()
 
 
 def tiny_run_config(tmp_path, model, **gate):

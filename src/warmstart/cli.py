@@ -51,11 +51,13 @@ def _print_summary(summary: dict) -> None:
         f"on {summary['test_rows']} test examples",
         highlight=False,
     )
-    curves = ", ".join(
-        f"{name} {'higher' if test['higher'] else 'not higher'} ({test['difference']:+.3f})"
+    labels = {"start": "start", "slope": "area under curve", "asymptote": "asymptote"}
+    curves = "; ".join(
+        f"{labels[name]} {test['pretrained']:.3f} vs {test['scratch']:.3f}"
+        f" ({'higher' if test['higher'] else 'not higher'})"
         for name, test in summary["curves"].items()
     )
-    console.print(f"learning curves: {curves}", highlight=False)
+    console.print(f"validation curves, pretrained vs scratch: {curves}", highlight=False)
     console.print(f"reason: {summary['reason']}", highlight=False)
     if summary["registered"]:
         reg = summary["registered"]
@@ -106,11 +108,12 @@ def compile_(
 ) -> None:
     """Write the pipeline YAML to upload to Kubeflow Pipelines; the config becomes its default parameters."""
     from warmstart.components import DEFAULT_IMAGE
-    from warmstart.config import load_config
+    from warmstart.config import check_for_cluster, load_config
     from warmstart.pipelines import compile_pipeline
 
     try:
         cfg = load_config(config, set_)
+        check_for_cluster(cfg)
     except WarmstartError as err:
         _fail(err)
     path = compile_pipeline(cfg, output, image or DEFAULT_IMAGE)

@@ -8,11 +8,12 @@ registry in the working directory.
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
-from typing import Any, Literal
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from warmstart.errors import ConfigError
 
@@ -32,9 +33,9 @@ class DataConfig(_Section):
         "JSON Lines or Parquet file.",
     )
     test_source: str = Field(
-        DEMO_TEST_URI,
+        "",
         description="Optional separate test file (same format rules). Empty: a stratified test split is "
-        "cut from `source`.",
+        "cut from `source`. Left out with the demo's `source`, it is the demo's SST-2 dev file.",
     )
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = Field(
         "auto", description="File format; `auto` takes it from the file extension."
@@ -115,14 +116,16 @@ class RegistryConfig(_Section):
         "",
         description="Registry root (a local directory). Empty: `registry/` under the run's working directory.",
     )
-    name: str = Field("sst2-minilm", description="Model name in the registry.")
+    name: str = Field(
+        "",
+        description="Model name in the registry. Empty: the data file's name (e.g. `reviews` for "
+        "reviews.csv); `sst2-minilm` for the demo.",
+    )
 
     @field_validator("name")
     @classmethod
     def _name_is_a_path_segment(cls, value: str) -> str:
-        import re
-
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,127}", value):
+        if value and not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,127}", value):
             raise ValueError(
                 "must be lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
@@ -136,6 +139,21 @@ class Config(_Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_that_follow_the_data(cls, values: Any) -> Any:
+        """The demo's test file and model name apply only to the demo's data; other data gets its own."""
+        if not isinstance(values, dict) or not isinstance(values.get("data", {}), dict):
+            return values
+        values = {**values, "data": dict(values.get("data") or {})}
+        source = values["data"].get("source", DEMO_TRAIN_URI)
+        if source == DEMO_TRAIN_URI and "test_source" not in values["data"]:
+            values["data"]["test_source"] = DEMO_TEST_URI
+        registry = values.get("registry") or {}
+        if isinstance(registry, dict) and not registry.get("name"):
+            values["registry"] = {**registry, "name": name_from_source(source)}
+        return values
+
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> Config:
         """Validate a nested dict, turning pydantic's report into one sentence a user can act on."""
@@ -143,6 +161,15 @@ class Config(_Section):
             return cls.model_validate(values or {})
         except ValidationError as err:
             raise ConfigError(_describe(err, where)) from None
+
+
+def name_from_source(source: str) -> str:
+    """A registry name from a data URI: `s3://b/x/Reviews 2024.csv` → `reviews-2024`."""
+    if source == DEMO_TRAIN_URI:
+        return "sst2-minilm"
+    stem = PurePosixPath(str(source).rstrip("/")).name.split(".")[0].lower()
+    slug = re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._")[:128]
+    return slug or "model"
 
 
 def _valid_keys(path: tuple[Any, ...]) -> list[str]:
@@ -194,16 +221,18 @@ def parse_override(assignment: str) -> tuple[list[str], Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or the defaults) and apply `--set KEY=VALUE` overrides on top."""
     values: dict[str, Any] = {}
-    where = "config"
+    where = (str(path) if path else "config") + (" with --set" if overrides else "")
     if path:
-        where = str(path)
         file = Path(path)
         if not file.is_file():
             raise ConfigError(f"config file {file} does not exist; pass the path of a YAML file to --config")
         try:
             values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{file}: not valid YAML ({err}); fix the file and run again") from None
+            mark = getattr(err, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"{file}: not valid YAML{at} ({problem}); fix the file and run again") from None
         if not isinstance(values, dict):
             raise ConfigError(
                 f"{file}: the top level must be a mapping with sections data, model, train, ..."
@@ -217,7 +246,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 raise ConfigError(f"--set '{assignment}': '{part}' is a value, not a section")
             node = child
         node[parts[-1]] = value
-        where = f"{where} with --set"
     return Config.from_dict(values, where=where)
 
 
@@ -229,6 +257,28 @@ def describe_fields() -> str:
         model = field.annotation
         for name, sub in model.model_fields.items():
             default = yaml.safe_dump(sub.default, default_flow_style=True).strip().removesuffix("...").strip()
-            lines.append(f"  # {sub.description}")
+            choices = get_args(sub.annotation) if get_origin(sub.annotation) is Literal else ()
+            hint = f" One of: {', '.join(choices)}." if choices else ""
+            lines.append(f"  # {sub.description}{hint}")
             lines.append(f"  {name}: {default}")
     return "\n".join(lines) + "\n"
+
+
+def check_for_cluster(cfg: Config) -> None:
+    """Refuse settings that cannot work inside pipeline pods, before anything is compiled or submitted."""
+    if not cfg.registry.uri:
+        raise ConfigError(
+            "registry.uri is empty: on Kubeflow each run must register into storage its pods share; "
+            "set --set registry.uri=/PATH/ON/A/VOLUME/MOUNTED/IN/THE/PODS"
+        )
+    for key, value in (
+        ("data.source", cfg.data.source),
+        ("data.test_source", cfg.data.test_source),
+        ("model.source", cfg.model.source),
+        ("registry.uri", cfg.registry.uri),
+    ):
+        if value and "://" not in value and not Path(value).is_absolute():
+            raise ConfigError(
+                f"{key} '{value}' is a relative path, which means nothing inside a pod; use an absolute "
+                f"path on a volume mounted in the pods, or a pkg:// URI"
+            )

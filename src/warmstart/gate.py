@@ -154,6 +154,7 @@ def gate(
             **all_metrics(labels, p_pred, classes),
             "learning_rate": p_summary["learning_rate"],
             "steps": p_summary["steps"],
+            "train_rows": p_summary["train_rows"],
             "train_seconds": p_summary["train_seconds"],
             "model_sha256": p_summary["model_sha256"],
             "confusion_matrix": _confusion(labels, p_pred, classes),
@@ -162,6 +163,7 @@ def gate(
             **all_metrics(labels, s_pred, classes),
             "learning_rate": s_summary["learning_rate"],
             "steps": s_summary["steps"],
+            "train_rows": s_summary["train_rows"],
             "train_seconds": s_summary["train_seconds"],
             "model_sha256": s_summary["model_sha256"],
             "confusion_matrix": _confusion(labels, s_pred, classes),
@@ -193,15 +195,15 @@ def results_table(result: dict[str, Any]) -> str:
     """Metrics of both arms and the gain with its CI, as a Markdown table."""
     gain = result["gain"]
     lines = [
-        "| | " + " | ".join(METRICS) + " | learning rate | steps |",
-        "|---|" + "---:|" * (len(METRICS) + 2),
+        "| | " + " | ".join(METRICS) + " | learning rate | steps | training rows |",
+        "|---|" + "---:|" * (len(METRICS) + 3),
     ]
     for arm in ("pretrained", "scratch"):
         row = result[arm]
         lines.append(
             f"| {arm} | "
             + " | ".join(f"{row[m]:.4f}" for m in METRICS)
-            + f" | {row['learning_rate']:g} | {row['steps']} |"
+            + f" | {row['learning_rate']:g} | {row['steps']} | {row['train_rows']} |"
         )
     lines += [
         "",

@@ -85,10 +85,22 @@ def read_table(uri: str, cfg: DataConfig, what: str) -> tuple[pd.DataFrame, str]
         ) from None
     missing = [c for c in (cfg.text_column, cfg.label_column) if c not in table.column_names]
     if missing:
+        header = table.column_names
+        for separator, other in (("\t", "tsv"), (",", "csv"), (";", "csv")):
+            if fmt != other and len(header) == 1 and separator in header[0]:
+                raise DataError(
+                    f"{what} '{uri}' was read as {fmt} but its header {header[0]!r} looks "
+                    f"{'tab' if other == 'tsv' else repr(separator)}-separated; set data.format={other}"
+                    + (
+                        " (csv with another delimiter is not supported; convert the file)"
+                        if separator == ";"
+                        else ""
+                    )
+                )
         keys = {cfg.text_column: "data.text_column", cfg.label_column: "data.label_column"}
         raise DataError(
             f"{what} '{uri}' has no column {', '.join(repr(m) for m in missing)}; "
-            f"columns found: {', '.join(table.column_names) or 'none'}; "
+            f"columns found: {', '.join(repr(c) for c in header) or 'none'}; "
             f"set {', '.join(keys[m] for m in missing)} to one of them"
         )
     if table.num_rows == 0:

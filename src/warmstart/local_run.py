@@ -35,7 +35,7 @@ class ProgressLog(io.TextIOBase):
         self._console, self._verbose, self._pending = console, verbose, ""
 
     def write(self, text: str) -> int:
-        self._log.write(text)
+        self._log.write(ANSI.sub("", text))
         if self._verbose:
             self._console.write(text)
             return len(text)
