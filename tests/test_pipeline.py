@@ -10,7 +10,7 @@ from kfp import components
 from warmstart.pipelines import compile_pipeline
 
 from warmstart.config import Config
-from warmstart.registry import LocalRegistry
+from warmstart.registry import Registry
 
 
 def warmstart(*args, cwd=None):
@@ -132,7 +132,7 @@ def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
     assert summary["pretrained"]["accuracy"] > summary["scratch"]["accuracy"]
     assert summary["curves"]["start"]["higher"]
     assert summary["registered"]["version"] == 1
-    registry = LocalRegistry(str(tmp_path / "work" / "registry"))
+    registry = Registry(str(tmp_path / "work" / "registry"))
     assert registry.alias("tiny-reviews", "champion") == 1
     lineage = registry.metadata("tiny-reviews", 1)["lineage"]
     assert lineage["run_id"] == summary["run_id"]
@@ -152,4 +152,48 @@ def test_a_gate_that_does_not_pass_skips_register_and_still_exits_zero(tmp_path,
     assert summary["registered"] is None
     assert "Executing task 'register'" not in result.stdout
     assert "not registered" in result.stdout
-    assert LocalRegistry(str(tmp_path / "work" / "registry")).versions("tiny-reviews") == []
+    assert Registry(str(tmp_path / "work" / "registry")).versions("tiny-reviews") == []
+
+
+def test_run_with_data_and_registry_on_s3(tmp_path, s3_prefix, tiny_pretrained_model):
+    """`warmstart run` reading s3:// data and registering into an s3:// registry; a rerun finds the same version."""
+    from warmstart.storage import upload_s3_file
+
+    data = write_csv(tmp_path / "reviews.csv", synthetic_rows(240, seed=21))
+    upload_s3_file(data, f"{s3_prefix}/data/train.csv")
+    config = tiny_run_config(tmp_path, tiny_pretrained_model)
+    args = [
+        "run",
+        "--config",
+        str(config),
+        "--workdir",
+        str(tmp_path / "work"),
+        "--set",
+        f"data.source={s3_prefix}/data/train.csv",
+        "--set",
+        f"registry.uri={s3_prefix}/models",
+        "--set",
+        "registry.name=tiny-reviews",
+    ]
+    first = warmstart(*args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    summary = json.loads((tmp_path / "work" / "summary.json").read_text())
+    assert summary["registered"] == {
+        "name": "tiny-reviews",
+        "version": 1,
+        "uri": f"{s3_prefix}/models/tiny-reviews/versions/1",
+        "new": True,
+        "champion": True,
+    }
+    registry = Registry(f"{s3_prefix}/models")
+    assert registry.alias("tiny-reviews", "champion") == 1
+    metadata = registry.metadata("tiny-reviews", 1)
+    assert metadata["lineage"]["data_source"] == f"{s3_prefix}/data/train.csv"
+    assert "model.safetensors" in registry.store.children("tiny-reviews/versions/1")
+
+    again = warmstart(*args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rerun = json.loads((tmp_path / "work" / "summary.json").read_text())
+    assert rerun["registered"]["version"] == 1 and not rerun["registered"]["new"]
+    assert "already registered" in again.stdout
+    assert registry.versions("tiny-reviews") == [1]

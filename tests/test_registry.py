@@ -1,26 +1,32 @@
 import json
-import threading
+import multiprocessing
 from pathlib import Path
 
 import pytest
 
 from warmstart.config import Config
 from warmstart.errors import RegistrationRefused
-from warmstart.registry import LocalRegistry, register
+from warmstart.registry import Registry, register
 from warmstart.storage import sha256_file
 
 
-@pytest.fixture
-def run_outputs(tmp_path, tiny_random_model):
-    """The artifacts register reads: a model, a gate result, a data card and a base manifest."""
-    model = tmp_path / "model"
-    model.mkdir()
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"):
+def make_run_outputs(root: Path, tiny_random_model: Path, salt: int = 0, data_fingerprint: str = "f" * 64):
+    """The artifacts register reads: a model, a gate result, a data card and a base manifest.
+
+    `salt` makes the weights (and so the model) distinct.
+    """
+    model = root / "model"
+    model.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         (model / name).write_bytes((tiny_random_model / name).read_bytes())
+    (model / "model.safetensors").write_bytes(
+        (tiny_random_model / "model.safetensors").read_bytes() + bytes(salt)
+    )
     (model / "training_args.bin").write_bytes(b"pickle that must not be published")
-    gate_dir, data_dir, base_dir = tmp_path / "gate", tmp_path / "data", tmp_path / "base"
+    gate_dir, data_dir, base_dir = root / "gate", root / "data", root / "base"
     for d in (gate_dir, data_dir, base_dir):
         d.mkdir()
+    arm = {"accuracy": 0.9, "macro_f1": 0.9, "learning_rate": 5e-5, "steps": 10, "train_rows": 8}
     gate_result = {
         "passed": True,
         "verdict": "positive",
@@ -28,18 +34,11 @@ def run_outputs(tmp_path, tiny_random_model):
         "metric": "accuracy",
         "decision_rule": "rule",
         "gain": {"estimate": 0.1, "ci_low": 0.05, "ci_high": 0.15, "confidence": 0.95},
-        "pretrained": {
-            "accuracy": 0.9,
-            "macro_f1": 0.9,
-            "learning_rate": 5e-5,
-            "train_rows": 8,
-            "steps": 10,
-            "model_sha256": sha256_file(model / "model.safetensors"),
-        },
-        "scratch": {"accuracy": 0.8, "macro_f1": 0.8, "learning_rate": 5e-4, "steps": 10, "train_rows": 8},
+        "pretrained": {**arm, "model_sha256": sha256_file(model / "model.safetensors")},
+        "scratch": {**arm, "accuracy": 0.8, "macro_f1": 0.8, "learning_rate": 5e-4},
         "label_names": ["neg", "pos"],
         "test_rows": 100,
-        "data_fingerprint": "f" * 64,
+        "data_fingerprint": data_fingerprint,
     }
     (gate_dir / "gate_result.json").write_text(json.dumps(gate_result))
     card = {
@@ -53,7 +52,7 @@ def run_outputs(tmp_path, tiny_random_model):
         "label_distribution": {s: {"neg": 1, "pos": 1} for s in ("train", "validation", "test")},
         "removed": {"empty": 0, "duplicates": 2, "leakage": {"test": 1, "validation": 0}},
         "fingerprints": {"train": "a", "validation": "b", "test": "c" * 64},
-        "fingerprint": "f" * 64,
+        "fingerprint": data_fingerprint,
     }
     (data_dir / "data_card.json").write_text(json.dumps(card))
     manifest = {
@@ -68,21 +67,38 @@ def run_outputs(tmp_path, tiny_random_model):
     return {"model_dir": model, "gate_dir": gate_dir, "dataset_dir": data_dir, "base_model_dir": base_dir}
 
 
-def config(root: Path) -> Config:
-    return Config.from_dict({"registry": {"uri": str(root), "name": "reviews"}})
+@pytest.fixture(params=["local", "s3"])
+def registry_uri(request, tmp_path):
+    """The same tests on a local directory and on the real S3 server."""
+    if request.param == "local":
+        return str(tmp_path / "registry")
+    return request.getfixturevalue("s3_prefix") + "/registry"
 
 
-def test_versions_count_up_and_champion_follows(tmp_path, run_outputs):
-    cfg = config(tmp_path / "reg")
-    first = register(cfg, run_id="run-1", **run_outputs)
-    second = register(cfg, run_id="run-2", **run_outputs)
+@pytest.fixture
+def outputs(tmp_path, tiny_random_model):
+    return lambda salt=0, **kw: make_run_outputs(
+        tmp_path / f"run-{salt}-{len(kw)}", tiny_random_model, salt, **kw
+    )
+
+
+def config(uri: str) -> Config:
+    return Config.from_dict({"registry": {"uri": uri, "name": "reviews"}})
+
+
+def test_versions_count_up_and_champion_follows(registry_uri, outputs):
+    cfg = config(registry_uri)
+    first = register(cfg, run_id="run-1", **outputs(1))
+    second = register(cfg, run_id="run-2", **outputs(2))
     assert (first["version"], second["version"]) == (1, 2)
-    registry = LocalRegistry(str(tmp_path / "reg"))
+    assert second["champion"] and not second["existing"]
+    registry = Registry(registry_uri)
     assert registry.versions("reviews") == [1, 2]
     assert registry.alias("reviews", "champion") == 2
     assert registry.find("reviews", run_id="run-1") == 1
-    version_dir = Path(second["uri"])
-    assert {p.name for p in version_dir.iterdir()} == {
+    assert second["uri"] == f"{registry_uri}/reviews/versions/2"
+    assert set(registry.store.children("reviews/versions/2")) == {
+        "claim.json",
         "model.safetensors",
         "config.json",
         "tokenizer.json",
@@ -90,52 +106,96 @@ def test_versions_count_up_and_champion_follows(tmp_path, run_outputs):
         "model_card.md",
         "metadata.json",
     }
-    metadata = json.loads((version_dir / "metadata.json").read_text())
+    metadata = registry.metadata("reviews", 2)
     assert metadata["lineage"]["data_fingerprint"] == "f" * 64
     assert metadata["lineage"]["test_fingerprint"] == "c" * 64
     assert metadata["lineage"]["base_model_files"] == {"model.safetensors": "e" * 64}
-    card = (version_dir / "model_card.md").read_text()
+    card = registry.store.read("reviews/versions/2/model_card.md")[0].decode()
     for fragment in ("positive transfer", "| pretrained | 0.9000", "fingerprint", "pkg://p/m", '"registry"'):
         assert fragment in card
 
 
-def test_a_failed_gate_registers_nothing(tmp_path, run_outputs):
-    result = json.loads((run_outputs["gate_dir"] / "gate_result.json").read_text())
+def test_the_same_model_and_lineage_registers_once(registry_uri, outputs):
+    cfg = config(registry_uri)
+    run = outputs(1)
+    first = register(cfg, run_id="a", **run)
+    again = register(cfg, run_id="b", **run)
+    assert again["version"] == first["version"] == 1
+    assert again["existing"] and again["champion"]
+    other_data = register(cfg, **outputs(1, data_fingerprint="9" * 64))
+    assert other_data["version"] == 2
+    assert Registry(registry_uri).versions("reviews") == [1, 2]
+
+
+def test_a_failed_gate_registers_nothing(registry_uri, outputs):
+    run = outputs(1)
+    result = json.loads((run["gate_dir"] / "gate_result.json").read_text())
     for verdict in ("neutral", "negative"):
         result.update(passed=False, verdict=verdict, reason=f"{verdict}: no")
-        (run_outputs["gate_dir"] / "gate_result.json").write_text(json.dumps(result))
+        (run["gate_dir"] / "gate_result.json").write_text(json.dumps(result))
         with pytest.raises(RegistrationRefused, match=f"verdict '{verdict}'"):
-            register(config(tmp_path / "reg"), **run_outputs)
-    assert LocalRegistry(str(tmp_path / "reg")).versions("reviews") == []
+            register(config(registry_uri), **run)
+    assert Registry(registry_uri).versions("reviews") == []
 
 
-def test_another_model_than_the_judged_one_is_refused(tmp_path, run_outputs):
-    weights = run_outputs["model_dir"] / "model.safetensors"
+def test_another_model_than_the_judged_one_is_refused(registry_uri, outputs):
+    run = outputs(1)
+    weights = run["model_dir"] / "model.safetensors"
     weights.write_bytes(weights.read_bytes() + b" ")
     with pytest.raises(RegistrationRefused, match="not the one the gate judged"):
-        register(config(tmp_path / "reg"), **run_outputs)
-    assert not (tmp_path / "reg" / "reviews" / "aliases").exists()
+        register(config(registry_uri), **run)
+    registry = Registry(registry_uri)
+    assert registry.alias("reviews", "champion") is None
+    assert registry.store.children("reviews") == []
 
 
-def test_a_half_written_version_is_invisible(tmp_path, run_outputs):
-    cfg = config(tmp_path / "reg")
-    register(cfg, **run_outputs)
-    (tmp_path / "reg" / "reviews" / "versions" / "2").mkdir()  # a crash after claiming the number
-    registry = LocalRegistry(str(tmp_path / "reg"))
+def test_a_half_written_version_is_invisible(registry_uri, outputs):
+    cfg = config(registry_uri)
+    register(cfg, **outputs(1))
+    registry = Registry(registry_uri)
+    # A crash after claiming number 2 and uploading the weights, before metadata.json.
+    assert registry.store.create("reviews/versions/2/claim.json", b"{}")
+    registry.store.put_file(
+        "reviews/versions/2/model.safetensors", outputs(2)["model_dir"] / "model.safetensors"
+    )
     assert registry.versions("reviews") == [1]
-    assert register(cfg, **run_outputs)["version"] == 3
+    assert registry.alias("reviews", "champion") == 1
+    assert register(cfg, **outputs(3))["version"] == 3
 
 
-def test_concurrent_registrations_get_distinct_versions(tmp_path, run_outputs):
-    cfg = config(tmp_path / "reg")
-    versions: list[int] = []
-    threads = [
-        threading.Thread(target=lambda: versions.append(register(cfg, **run_outputs)["version"]))
-        for _ in range(6)
+def test_the_champion_alias_never_moves_back(registry_uri, outputs):
+    cfg = config(registry_uri)
+    for salt in (1, 2, 3):
+        register(cfg, **outputs(salt))
+    registry = Registry(registry_uri)
+    assert not registry.move_alias("reviews", "champion", 2)
+    assert registry.alias("reviews", "champion") == 3
+    assert registry.move_alias("reviews", "champion", 2, only_forward=False)
+    assert registry.alias("reviews", "champion") == 2
+
+
+def _register_rounds(uri: str, runs: list[dict], queue) -> None:
+    for run in runs:
+        queue.put(register(config(uri), **run)["version"])
+
+
+def test_two_processes_registering_at_once_lose_nothing(registry_uri, outputs):
+    """Two processes, three rounds each, the same model name: distinct, complete versions, champion the newest."""
+    runs = [outputs(salt) for salt in range(1, 7)]
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [
+        context.Process(target=_register_rounds, args=(registry_uri, runs[i::2], queue)) for i in range(2)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(versions) == [1, 2, 3, 4, 5, 6]
-    assert LocalRegistry(str(tmp_path / "reg")).versions("reviews") == [1, 2, 3, 4, 5, 6]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+        assert worker.exitcode == 0
+    versions = sorted(queue.get(timeout=10) for _ in range(6))
+    assert versions == [1, 2, 3, 4, 5, 6]
+    registry = Registry(registry_uri)
+    assert registry.versions("reviews") == [1, 2, 3, 4, 5, 6]
+    digests = {registry.metadata("reviews", v)["model_sha256"] for v in versions}
+    assert len(digests) == 6
+    assert registry.alias("reviews", "champion") == 6

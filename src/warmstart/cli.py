@@ -61,8 +61,11 @@ def _print_summary(summary: dict) -> None:
     console.print(f"reason: {summary['reason']}", highlight=False)
     if summary["registered"]:
         reg = summary["registered"]
+        how = "registered" if reg["new"] else "already registered (same model and data)"
+        champion = ", champion" if reg["champion"] else ""
         console.print(
-            f"[green]registered[/] {reg['name']} version {reg['version']} → {reg['uri']}", highlight=False
+            f"[green]{how}[/] {reg['name']} version {reg['version']}{champion} → {reg['uri']}",
+            highlight=False,
         )
     else:
         console.print("[yellow]not registered[/]: the gate did not pass", highlight=False)

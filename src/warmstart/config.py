@@ -29,8 +29,8 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     source: str = Field(
         DEMO_TRAIN_URI,
-        description="Training data: a local path, file:// or pkg://PACKAGE/PATH URI to a CSV, TSV, "
-        "JSON Lines or Parquet file.",
+        description="Training data: a local path or a file://, pkg://PACKAGE/PATH, s3://BUCKET/KEY or "
+        "http(s):// URI of a CSV, TSV, JSON Lines or Parquet file.",
     )
     test_source: str = Field(
         "",
@@ -57,8 +57,8 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     source: str = Field(
         DEMO_MODEL_URI,
-        description="Pretrained model: a local directory, pkg://PACKAGE/DIR or hf://ORG/NAME@REVISION. "
-        "Safetensors weights only.",
+        description="Pretrained model: a local directory, pkg://PACKAGE/DIR, s3://BUCKET/PREFIX or "
+        "hf://ORG/NAME@REVISION. Safetensors weights only.",
     )
     max_length: int = Field(
         128, ge=8, le=8192, description="Tokens kept per text (longer texts are truncated)."
@@ -114,7 +114,8 @@ class GateConfig(_Section):
 class RegistryConfig(_Section):
     uri: str = Field(
         "",
-        description="Registry root (a local directory). Empty: `registry/` under the run's working directory.",
+        description="Registry root: a local directory or s3://BUCKET/PREFIX. Empty: `registry/` under the "
+        "run's working directory.",
     )
     name: str = Field(
         "",
@@ -269,7 +270,7 @@ def check_for_cluster(cfg: Config) -> None:
     if not cfg.registry.uri:
         raise ConfigError(
             "registry.uri is empty: on Kubeflow each run must register into storage its pods share; "
-            "set --set registry.uri=/PATH/ON/A/VOLUME/MOUNTED/IN/THE/PODS"
+            "set --set registry.uri=s3://BUCKET/PREFIX (or a path on a volume mounted in the pods)"
         )
     for key, value in (
         ("data.source", cfg.data.source),

@@ -1,7 +1,7 @@
 """fetch_model: resolve a pretrained-model URI into a local directory of safe files plus a manifest.
 
-Sources: a local directory, `pkg://PACKAGE/DIR` (weights shipped in an installed Python package) and
-`hf://ORG/NAME@REVISION` (the Hugging Face Hub through huggingface_hub, which honours HF_HOME and
+Sources: a local directory, `pkg://PACKAGE/DIR` (weights shipped in an installed Python package),
+`s3://BUCKET/PREFIX` (a model directory in object storage) and `hf://ORG/NAME@REVISION` (the Hugging Face Hub through huggingface_hub, which honours HF_HOME and
 HF_HUB_OFFLINE). Only safetensors weights are accepted; pickled weights are never copied or loaded,
 and a model that needs custom code (`auto_map`) is refused because trust_remote_code is never used.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from safetensors import safe_open
 
 from warmstart.config import ModelConfig
 from warmstart.errors import ModelError, WarmstartError
-from warmstart.storage import resolve_local, scheme_of, sha256_file
+from warmstart.storage import fetch_tree, resolve_local, scheme_of, sha256_file
 
 MANIFEST_FILE = "manifest.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack")
@@ -121,19 +122,33 @@ def parameter_count(weights: list[Path]) -> int:
 
 def fetch_model(cfg: ModelConfig, output_dir: str | Path) -> dict[str, Any]:
     """Copy the model named by `cfg.source` into `output_dir` (safe files only) and write its manifest."""
-    output_dir = Path(output_dir)
     uri = cfg.source
     scheme = scheme_of(uri)
-    if scheme == "hf":
-        source_dir, revision = _download_from_hub(uri)
-    else:
-        try:
-            source_dir = resolve_local(uri, "model.source")
-        except WarmstartError as err:
-            raise ModelError(str(err)) from None
-        if not source_dir.is_dir():
-            raise ModelError(f"model.source '{uri}' is a file; point it at the model's directory")
-        revision = _package_version(uri) if scheme == "pkg" else None
+    with tempfile.TemporaryDirectory(prefix="warmstart-fetch-") as scratch:
+        if scheme == "hf":
+            source_dir, revision = _download_from_hub(uri)
+        elif scheme == "s3":
+            try:
+                source_dir, revision = fetch_tree(uri, Path(scratch), KEPT_SUFFIXES), None
+            except WarmstartError as err:
+                raise ModelError(f"model.source: {err}") from None
+        else:
+            source_dir, revision = _local_model_dir(uri), (_package_version(uri) if scheme == "pkg" else None)
+        return _copy_safe_files(source_dir, uri, revision, Path(output_dir))
+
+
+def _local_model_dir(uri: str) -> Path:
+    try:
+        source_dir = resolve_local(uri, "model.source")
+    except WarmstartError as err:
+        raise ModelError(str(err)) from None
+    if not source_dir.is_dir():
+        raise ModelError(f"model.source '{uri}' is a file; point it at the model's directory")
+    return source_dir
+
+
+def _copy_safe_files(source_dir: Path, uri: str, revision: str | None, output_dir: Path) -> dict[str, Any]:
+    """Check the model, copy its safe files to `output_dir` and write the manifest."""
     weights = check_model_dir(source_dir, uri)
 
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pyarrow.parquet as pq
 
 from warmstart.config import DataConfig
 from warmstart.errors import DataError, WarmstartError
-from warmstart.storage import resolve_local
+from warmstart.storage import fetch_file
 
 SPLITS = ("train", "validation", "test")
 FORMATS_BY_SUFFIX = {
@@ -52,11 +53,19 @@ def detect_format(path: Path, requested: str, uri: str) -> str:
 
 
 def read_table(uri: str, cfg: DataConfig, what: str) -> tuple[pd.DataFrame, str]:
-    """Read `uri` into a frame with columns text (str) and label (str); the format used comes back too."""
-    try:
-        path = resolve_local(uri, what)
-    except WarmstartError as err:
-        raise DataError(str(err)) from None
+    """Read `uri` into a frame with columns text (str) and label (str); the format used comes back too.
+
+    Remote files (s3://, http(s)://) are downloaded to a temporary file first and removed after.
+    """
+    with tempfile.TemporaryDirectory(prefix="warmstart-ingest-") as scratch:
+        try:
+            path = fetch_file(uri, what, Path(scratch))
+        except WarmstartError as err:
+            raise DataError(str(err)) from None
+        return _read_local_table(path, uri, cfg, what)
+
+
+def _read_local_table(path: Path, uri: str, cfg: DataConfig, what: str) -> tuple[pd.DataFrame, str]:
     if path.is_dir():
         raise DataError(f"{what} '{uri}' is a directory; point it at one data file")
     fmt = detect_format(path, cfg.format, uri)

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from warmstart.config import Config
 from warmstart.errors import WarmstartError
 from warmstart.gate import load_result
-from warmstart.registry import LocalRegistry
+from warmstart.registry import Registry
 from warmstart.stage import ERROR_FILE_ENV
 from warmstart.storage import scheme_of
 
@@ -123,18 +123,32 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False) -> dict[str, An
         else:
             os.environ[ERROR_FILE_ENV] = previous
     seconds = time.perf_counter() - started
-    registry = LocalRegistry(cfg.registry.uri)
-    version = registry.find(cfg.registry.name, run_id=run_id)
-    registered = (
-        {
-            "name": cfg.registry.name,
-            "version": version,
-            "uri": registry.version_uri(cfg.registry.name, version),
-        }
-        if version
-        else None
-    )
-    return summarize(load_result(pipeline_run.output.path), registered, run_id, seconds, progress_file)
+    gate_result = load_result(pipeline_run.output.path)
+    return summarize(gate_result, registration(cfg, gate_result, run_id), run_id, seconds, progress_file)
+
+
+def registration(cfg: Config, gate_result: dict[str, Any], run_id: str) -> dict[str, Any] | None:
+    """The registry version holding the model this run's gate passed (None if it did not pass).
+
+    Found by the weights' sha256, so a rerun that produced the very same model reports the version
+    registered first (`new` false) instead of nothing.
+    """
+    if not gate_result["passed"]:
+        return None
+    registry = Registry(cfg.registry.uri)
+    name = cfg.registry.name
+    version = registry.find(name, model_sha256=gate_result["pretrained"]["model_sha256"])
+    if version is None:
+        raise PipelineFailed(
+            f"the gate passed but {name} has no version with this model in {cfg.registry.uri}"
+        )
+    return {
+        "name": name,
+        "version": version,
+        "uri": registry.version_uri(name, version),
+        "new": registry.metadata(name, version)["lineage"]["run_id"] == run_id,
+        "champion": registry.alias(name, "champion") == version,
+    }
 
 
 def summarize(

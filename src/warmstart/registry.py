@@ -1,20 +1,20 @@
-"""register: publish a model that passed the gate as a new version in a registry directory.
+"""register: publish a model that passed the gate as a new version in a registry.
 
-Layout under `registry.uri`:
+The registry lives on any storage root (`registry.uri`: a local directory or s3://BUCKET/PREFIX):
 
     <root>/<name>/versions/<n>/   model files, model_card.md, metadata.json (written last)
     <root>/<name>/aliases/champion.json
 
-A version number is claimed by creating its directory (atomic: two writers never get the same
-number). A version is complete once `metadata.json` exists; readers ignore directories without it,
-so a crash mid-copy never shows a half version. Aliases are replaced atomically.
+A version number is claimed by a conditional create of `versions/<n>/claim.json` (S3 `If-None-Match: *`,
+`O_EXCL` locally), so concurrent writers never share a number. A version is visible only once its
+`metadata.json` exists, and that is written after every other file: a crash mid-upload leaves no half
+version that readers see. Aliases move by compare-and-swap (`If-Match` on the ETag). Registering the
+same model content with the same lineage again returns the existing version.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,86 +26,111 @@ from warmstart.fetch import load_manifest
 from warmstart.finetune import WEIGHTS_FILE
 from warmstart.gate import load_result, results_table
 from warmstart.ingest import data_card_markdown, load_card
-from warmstart.storage import scheme_of, sha256_file
+from warmstart.storage import Store, open_store, sha256_file
 
 METADATA_FILE = "metadata.json"
 CARD_FILE = "model_card.md"
+CLAIM_FILE = "claim.json"
 MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".txt", ".model")
+# Lineage that makes two registrations "the same model"; run ids and times do not.
+IDENTITY = ("data_fingerprint", "test_fingerprint", "base_model", "base_model_files")
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
 
 
-class LocalRegistry:
-    """A registry on a local (or mounted) filesystem."""
+class Registry:
+    """Versions and aliases of named models on one storage root."""
 
     def __init__(self, uri: str) -> None:
         if not uri:
-            raise WarmstartError("registry.uri is empty; set it to a directory")
-        if scheme_of(uri) not in ("", "file"):
-            raise WarmstartError(f"registry.uri '{uri}': only local directories are supported for now")
-        self.root = Path(uri.removeprefix("file://")).expanduser().resolve()
+            raise WarmstartError("registry.uri is empty; set it to a directory or s3://BUCKET/PREFIX")
+        self.store: Store = open_store(uri)
+
+    def _version_key(self, name: str, version: int, file: str = "") -> str:
+        return f"{name}/versions/{version}" + (f"/{file}" if file else "")
 
     def versions(self, name: str) -> list[int]:
         """Complete versions of `name`, oldest first."""
-        folder = self.root / name / "versions"
-        if not folder.is_dir():
-            return []
-        return sorted(
-            int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / METADATA_FILE).is_file()
-        )
+        numbers = sorted(int(n) for n in self.store.children(f"{name}/versions") if n.isdigit())
+        return [n for n in numbers if self.store.exists(self._version_key(name, n, METADATA_FILE))]
 
     def metadata(self, name: str, version: int) -> dict[str, Any]:
-        return json.loads((self.root / name / "versions" / str(version) / METADATA_FILE).read_text())
+        found = self.store.read(self._version_key(name, version, METADATA_FILE))
+        if found is None:
+            raise WarmstartError(f"{name} version {version} does not exist in {self.store.root}")
+        return json.loads(found[0])
 
     def alias(self, name: str, alias: str) -> int | None:
-        path = self.root / name / "aliases" / f"{alias}.json"
-        return json.loads(path.read_text())["version"] if path.is_file() else None
+        found = self.store.read(f"{name}/aliases/{alias}.json")
+        return json.loads(found[0])["version"] if found else None
 
-    def set_alias(self, name: str, alias: str, version: int) -> None:
-        record = {"version": version, "updated": datetime.now(timezone.utc).isoformat()}
-        _write_atomically(self.root / name / "aliases" / f"{alias}.json", json.dumps(record, indent=2))
+    def move_alias(self, name: str, alias: str, version: int, only_forward: bool = True) -> bool:
+        """Point `alias` at `version` by compare-and-swap; with `only_forward`, never at an older one.
 
-    def find(self, name: str, **lineage: Any) -> int | None:
-        """The newest version whose lineage has all of the given values (e.g. run_id=...)."""
+        Returns whether the alias now names `version`. Lost races are retried on the new state.
+        """
+        key = f"{name}/aliases/{alias}.json"
+        record = json.dumps({"version": version, "updated": _now()}, indent=2).encode()
+        while True:
+            current = self.store.read(key)
+            if current is not None:
+                current_version = json.loads(current[0])["version"]
+                if current_version == version:
+                    return True
+                if only_forward and current_version > version:
+                    return False
+            if self.store.replace(key, record, current[1] if current else None):
+                return True
+
+    def find(self, name: str, model_sha256: str | None = None, **lineage: Any) -> int | None:
+        """The newest version with these weights (if given) and all of the given lineage values."""
         for version in reversed(self.versions(name)):
-            found = self.metadata(name, version)["lineage"]
-            if all(found.get(key) == value for key, value in lineage.items()):
+            found = self.metadata(name, version)
+            if model_sha256 and found["model_sha256"] != model_sha256:
+                continue
+            if all(found["lineage"].get(key) == value for key, value in lineage.items()):
                 return version
         return None
 
-    def _claim_version(self, name: str) -> tuple[int, Path]:
-        folder = self.root / name / "versions"
-        folder.mkdir(parents=True, exist_ok=True)
-        taken = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
+    def _claim_version(self, name: str, claim: dict[str, Any]) -> int:
+        taken = [int(n) for n in self.store.children(f"{name}/versions") if n.isdigit()]
         number = max(taken, default=0) + 1
-        while True:
-            try:
-                (folder / str(number)).mkdir()
-                return number, folder / str(number)
-            except FileExistsError:
-                number += 1
-
-    def publish(self, name: str, model_dir: Path, model_card: str, metadata: dict[str, Any]) -> int:
-        """Copy the model into a new version and make it visible; returns the version number."""
-        number, target = self._claim_version(name)
-        for path in sorted(model_dir.iterdir()):
-            if path.is_file() and path.suffix in MODEL_FILE_SUFFIXES:
-                shutil.copyfile(path, target / path.name)
-        _write_atomically(target / CARD_FILE, model_card)
-        metadata = {**metadata, "version": number}
-        _write_atomically(target / METADATA_FILE, json.dumps(metadata, indent=2))
+        data = json.dumps(claim).encode()
+        while not self.store.create(self._version_key(name, number, CLAIM_FILE), data):
+            number += 1
         return number
 
+    def publish(self, name: str, model_dir: Path, model_card: str, metadata: dict[str, Any]) -> int:
+        """Upload the model as a new version and make it visible; returns the version number."""
+        number = self._claim_version(name, {"claimed": _now(), "run_id": metadata["lineage"].get("run_id")})
+        for path in sorted(model_dir.iterdir()):
+            if path.is_file() and path.suffix in MODEL_FILE_SUFFIXES:
+                self.store.put_file(self._version_key(name, number, path.name), path)
+        with tempfile.TemporaryDirectory() as scratch:
+            card = Path(scratch) / CARD_FILE
+            card.write_text(model_card, encoding="utf-8")
+            self.store.put_file(self._version_key(name, number, CARD_FILE), card)
+        metadata = {**metadata, "version": number}
+        if not self.store.create(
+            self._version_key(name, number, METADATA_FILE), json.dumps(metadata, indent=2).encode()
+        ):
+            raise WarmstartError(f"{name} version {number} was completed by another writer; register again")
+        return number
+
+    def same_model(self, name: str, model_sha256: str, lineage: dict[str, Any]) -> int | None:
+        """An existing version with these exact weights and the same data and base model, if any."""
+        for version in self.versions(name):
+            found = self.metadata(name, version)
+            if found["model_sha256"] == model_sha256 and all(
+                found["lineage"].get(key) == lineage.get(key) for key in IDENTITY
+            ):
+                return version
+        return None
+
     def version_uri(self, name: str, version: int) -> str:
-        return str(self.root / name / "versions" / str(version))
+        return self.store.uri(self._version_key(name, version))
 
 
 def check_blessing(gate_result: dict[str, Any], model_dir: Path) -> str:
@@ -195,7 +220,7 @@ def register(
             "the gate result was computed on other data than this data card describes (fingerprint mismatch); "
             "nothing was registered"
         )
-    registry = LocalRegistry(cfg.registry.uri)
+    registry = Registry(cfg.registry.uri)
     name = cfg.registry.name
     metadata = {
         "name": name,
@@ -218,8 +243,23 @@ def register(
         },
         "config": cfg.model_dump(),
     }
+    existing = registry.same_model(name, digest, metadata["lineage"])
+    if existing is not None:
+        return {
+            "name": name,
+            "version": existing,
+            "uri": registry.version_uri(name, existing),
+            "champion": registry.alias(name, "champion") == existing,
+            "existing": True,
+        }
     version = registry.publish(
         name, model_dir, model_card(name, cfg, gate_result, data_card, base_manifest), metadata
     )
-    registry.set_alias(name, "champion", version)
-    return {"name": name, "version": version, "uri": registry.version_uri(name, version), "champion": True}
+    champion = registry.move_alias(name, "champion", version)
+    return {
+        "name": name,
+        "version": version,
+        "uri": registry.version_uri(name, version),
+        "champion": champion,
+        "existing": False,
+    }

@@ -1,19 +1,35 @@
-"""Turn a data or model URI into a local path: plain paths, file://, and pkg://PACKAGE/PATH.
+"""Storage for every stage: local paths, file://, pkg://PACKAGE/PATH, s3://BUCKET/KEY and http(s)://.
 
-Remote schemes (s3://, http(s)://, hf://) are resolved by the stage that owns them; this module
-names the schemes so every stage rejects an unknown one with the same sentence.
+S3 goes through boto3 against any S3-compatible server (AWS, MinIO, Ceph, SeaweedFS). The endpoint
+comes from `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`), credentials from the environment or a
+mounted secret, never from the config, and they are never logged. Requests retry with backoff on
+5xx, throttling and timeouts (botocore's standard retry mode); large files go up and down in
+multipart parts. Every file written to S3 carries its sha256, which is checked again on download.
+
+`Store` is the small set of object operations the registry needs (conditional create, compare-and-
+swap replace, listing) with one implementation per backend, so the registry's logic exists once.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
 import importlib.util
-from pathlib import Path
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import urlparse
 
 from warmstart.errors import WarmstartError
 
 LOCAL_SCHEMES = ("", "file", "pkg")
+REMOTE_SCHEMES = ("s3", "http", "https")
+SHA256_METADATA = "sha256"
 
 
 def scheme_of(uri: str) -> str:
@@ -59,9 +75,346 @@ def _package_path(uri: str, what: str) -> Path:
     return path
 
 
+class StorageError(WarmstartError):
+    """An object store or URL could not be read or written; says which URI and what to check."""
+
+
+@functools.cache
+def s3_client() -> Any:
+    """One boto3 S3 client per process: endpoint and credentials from the environment, with retries."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    return boto3.client(
+        "s3",
+        config=BotoConfig(
+            retries={"mode": "standard", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))},
+            connect_timeout=10,
+            read_timeout=120,
+            s3={"addressing_style": "path"},
+        ),
+    )
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """s3://BUCKET/KEY → (BUCKET, KEY)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise StorageError(f"'{uri}' is not an s3://BUCKET/KEY URI")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def s3_error(err: Exception, uri: str, action: str) -> StorageError:
+    """A boto3 failure as one sentence that names the URI and what to check (never a credential)."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(err, NoCredentialsError):
+        return StorageError(
+            f"cannot {action} '{uri}': no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            f"(or mount the credentials secret)"
+        )
+    if isinstance(err, EndpointConnectionError):
+        return StorageError(
+            f"cannot {action} '{uri}': the S3 endpoint {err.kwargs.get('endpoint_url', '')} does not answer; "
+            f"check AWS_ENDPOINT_URL and that the server is up"
+        )
+    if isinstance(err, ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("NoSuchBucket",):
+            return StorageError(
+                f"cannot {action} '{uri}': the bucket does not exist; create it or fix the URI"
+            )
+        if code in ("NoSuchKey", "404", "NotFound") or status == 404:
+            return StorageError(f"cannot {action} '{uri}': no such object; check the key")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403") or status == 403:
+            return StorageError(
+                f"cannot {action} '{uri}': access denied ({code}); check the S3 credentials "
+                f"(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and the bucket's permissions"
+            )
+        return StorageError(f"cannot {action} '{uri}': the S3 server answered {code or status}")
+    return StorageError(f"cannot {action} '{uri}': {type(err).__name__}: {err}")
+
+
+def _s3_call(uri: str, action: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call(*args, **kwargs)
+    except (BotoCoreError, ClientError) as err:
+        raise s3_error(err, uri, action) from None
+
+
+def download_s3_file(uri: str, target: Path) -> Path:
+    """Download one object (multipart, retried) and verify the sha256 recorded when it was written."""
+    bucket, key = split_s3(uri)
+    client = s3_client()
+    head = _s3_call(uri, "read", client.head_object, Bucket=bucket, Key=key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _s3_call(uri, "download", client.download_file, bucket, key, str(target))
+    expected = head.get("Metadata", {}).get(SHA256_METADATA)
+    if expected and sha256_file(target) != expected:
+        target.unlink(missing_ok=True)
+        raise StorageError(
+            f"'{uri}' changed or was corrupted in transit (sha256 mismatch); download it again"
+        )
+    return target
+
+
+def upload_s3_file(path: Path, uri: str, extra: dict[str, str] | None = None) -> None:
+    """Upload one file (multipart when large) with its sha256 as object metadata."""
+    bucket, key = split_s3(uri)
+    metadata = {SHA256_METADATA: sha256_file(path), **(extra or {})}
+    _s3_call(uri, "write", s3_client().upload_file, str(path), bucket, key, ExtraArgs={"Metadata": metadata})
+
+
+def list_s3(uri: str) -> list[str]:
+    """Keys under an s3:// prefix, relative to it."""
+    bucket, prefix = split_s3(uri)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    paginator = s3_client().get_paginator("list_objects_v2")
+    keys = []
+    for page in _s3_call(uri, "list", lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix))):
+        keys += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
+    return keys
+
+
+def download_http(uri: str, target: Path) -> Path:
+    """Stream an http(s) download to `target`; an HTML page where data was expected is refused."""
+    try:
+        with urllib.request.urlopen(uri, timeout=60) as response, open(target, "wb") as out:
+            if "text/html" in response.headers.get("Content-Type", ""):
+                raise StorageError(
+                    f"'{uri}' returned an HTML page, not a data file; check the URL (a login or error page?)"
+                )
+            shutil.copyfileobj(response, out, 1 << 20)
+    except urllib.error.HTTPError as err:
+        raise StorageError(f"cannot download '{uri}': the server answered {err.code} {err.reason}") from None
+    except (urllib.error.URLError, TimeoutError) as err:
+        raise StorageError(f"cannot download '{uri}': {getattr(err, 'reason', err)}") from None
+    return target
+
+
+def fetch_file(uri: str, what: str, workdir: Path) -> Path:
+    """A local path holding the file at `uri`; remote files are downloaded into `workdir` first."""
+    scheme = scheme_of(uri)
+    if scheme in LOCAL_SCHEMES:
+        return resolve_local(uri, what)
+    if scheme not in REMOTE_SCHEMES:
+        resolve_local(uri, what, LOCAL_SCHEMES + REMOTE_SCHEMES)  # raises the unsupported-scheme error
+    name = PurePosixPath(urlparse(uri).path).name or "download"
+    target = Path(tempfile.mkdtemp(prefix="fetch-", dir=workdir)) / name
+    try:
+        return download_s3_file(uri, target) if scheme == "s3" else download_http(uri, target)
+    except StorageError as err:
+        raise StorageError(f"{what}: {err}") from None
+
+
+def fetch_tree(uri: str, target: Path, suffixes: tuple[str, ...] = ()) -> Path:
+    """Download the objects under an s3:// prefix into `target`, keeping relative paths.
+
+    With `suffixes`, only files with those endings come down (the rest are never written locally).
+    """
+    keys = list_s3(uri)
+    if not keys:
+        raise StorageError(f"'{uri}' holds no objects; check the bucket and prefix")
+    for relative in keys:
+        if relative.endswith("/") or (suffixes and not relative.endswith(suffixes)):
+            continue
+        destination = (target / relative).resolve()
+        if target.resolve() not in destination.parents:
+            raise StorageError(f"'{uri}': object key '{relative}' would leave the target directory")
+        download_s3_file(f"{uri.rstrip('/')}/{relative}", destination)
+    return target
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+class Store:
+    """Object operations over one storage root, with keys as '/'-separated relative paths.
+
+    `create` writes only if the key does not exist; `replace` writes only if the key still holds the
+    version `tag` that `read` returned (None: only if absent). Both return False on a lost race.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+
+    def uri(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        raise NotImplementedError
+
+    def create(self, key: str, data: bytes) -> bool:
+        raise NotImplementedError
+
+    def replace(self, key: str, data: bytes, tag: str | None) -> bool:
+        raise NotImplementedError
+
+    def put_file(self, key: str, path: Path) -> None:
+        raise NotImplementedError
+
+    def get_file(self, key: str, target: Path) -> Path:
+        raise NotImplementedError
+
+    def children(self, prefix: str) -> list[str]:
+        """Names directly under `prefix/` (objects and sub-prefixes alike)."""
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        return self.read(key) is not None
+
+
+class LocalStore(Store):
+    """A directory on a local or mounted filesystem; O_EXCL and a file lock give the conditions."""
+
+    def __init__(self, root: str) -> None:
+        path = Path(root.removeprefix("file://")).expanduser().resolve()
+        super().__init__(str(path))
+        self.path = path
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = (self.path / key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def _write(self, target: Path, data: bytes) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+
+    def create(self, key: str, data: bytes) -> bool:
+        target = self.path / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        return True
+
+    def replace(self, key: str, data: bytes, tag: str | None) -> bool:
+        target = self.path / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.parent / f".{target.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.read(key)
+            if (current[1] if current else None) != tag:
+                return False
+            self._write(target, data)
+            return True
+
+    def put_file(self, key: str, path: Path) -> None:
+        target = self.path / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+    def get_file(self, key: str, target: Path) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.path / key, target)
+        return target
+
+    def children(self, prefix: str) -> list[str]:
+        folder = self.path / prefix
+        return (
+            sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+        )
+
+
+class S3Store(Store):
+    """A bucket and prefix on an S3-compatible server; conditional PutObject gives the conditions."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.bucket, prefix = split_s3(self.root)
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def read(self, key: str) -> tuple[bytes, str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = s3_client().get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise s3_error(err, self.uri(key), "read") from None
+        except Exception as err:  # botocore connection errors and the like
+            raise s3_error(err, self.uri(key), "read") from None
+        return response["Body"].read(), response["ETag"]
+
+    def _conditional_put(self, key: str, data: bytes, **condition: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            s3_client().put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                Metadata={SHA256_METADATA: hashlib.sha256(data).hexdigest()},
+                **condition,
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
+                return False
+            raise s3_error(err, self.uri(key), "write") from None
+        except Exception as err:
+            raise s3_error(err, self.uri(key), "write") from None
+        return True
+
+    def create(self, key: str, data: bytes) -> bool:
+        return self._conditional_put(key, data, IfNoneMatch="*")
+
+    def replace(self, key: str, data: bytes, tag: str | None) -> bool:
+        return self._conditional_put(key, data, **({"IfMatch": tag} if tag else {"IfNoneMatch": "*"}))
+
+    def put_file(self, key: str, path: Path) -> None:
+        upload_s3_file(path, self.uri(key))
+
+    def get_file(self, key: str, target: Path) -> Path:
+        return download_s3_file(self.uri(key), target)
+
+    def children(self, prefix: str) -> list[str]:
+        full = self._key(prefix.strip("/")) + "/"
+        paginator = s3_client().get_paginator("list_objects_v2")
+        names: set[str] = set()
+        pages = _s3_call(
+            self.uri(prefix),
+            "list",
+            lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/")),
+        )
+        for page in pages:
+            names |= {p["Prefix"][len(full) :].rstrip("/") for p in page.get("CommonPrefixes", [])}
+            names |= {item["Key"][len(full) :] for item in page.get("Contents", [])}
+        return sorted(n for n in names if n)
+
+
+def open_store(uri: str) -> Store:
+    """The Store for a registry root: a local directory or an s3:// prefix."""
+    scheme = scheme_of(uri)
+    if scheme == "s3":
+        return S3Store(uri)
+    if scheme in ("", "file"):
+        return LocalStore(uri)
+    raise StorageError(f"'{uri}': a registry lives in a local directory or under s3://BUCKET/PREFIX")
