@@ -7,10 +7,11 @@ image chosen at compile time onto each task.
 
 DEFAULT_IMAGE = "ghcr.io/warmstart-ml/warmstart:0.1.0"
 
+from warmstart.components.evaluate_champion import evaluate_champion  # noqa: E402
 from warmstart.components.fetch_model import fetch_model  # noqa: E402
 from warmstart.components.finetune import finetune  # noqa: E402
 from warmstart.components.gate import gate  # noqa: E402
 from warmstart.components.ingest import ingest  # noqa: E402
 from warmstart.components.register import register  # noqa: E402
 
-__all__ = ["DEFAULT_IMAGE", "fetch_model", "finetune", "gate", "ingest", "register"]
+__all__ = ["DEFAULT_IMAGE", "evaluate_champion", "fetch_model", "finetune", "gate", "ingest", "register"]

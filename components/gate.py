@@ -10,6 +10,7 @@ def gate(
     config: dict,
     pretrained: Input[Dataset],
     scratch: Input[Dataset],
+    champion: Input[Dataset],
     result: Output[Artifact],
     report: Output[Markdown],
     metrics: Output[Metrics],
@@ -29,12 +30,16 @@ def gate(
     from warmstart.stage import user_errors
 
     with user_errors("gate"):
-        decision = judge(Config.from_dict(config).gate, pretrained.path, scratch.path, result.path)
+        decision = judge(
+            Config.from_dict(config).gate, pretrained.path, scratch.path, result.path, champion.path
+        )
     shutil.copyfile(Path(result.path) / REPORT_FILE, report.path)
     for key in ("estimate", "ci_low", "ci_high"):
         metrics.log_metric(f"gain_{key}", decision["gain"][key])
     for arm in ("pretrained", "scratch"):
         metrics.log_metric(f"{arm}_{decision['metric']}", decision[arm][decision["metric"]])
     confusion.log_confusion_matrix(decision["label_names"], decision["pretrained"]["confusion_matrix"])
-    result.metadata.update({"verdict": decision["verdict"], "passed": decision["passed"]})
+    if decision["champion"] and decision["champion"]["comparable"]:
+        metrics.log_metric("champion_gain_estimate", decision["champion"]["gain"]["estimate"])
+    result.metadata.update({k: decision[k] for k in ("verdict", "passed", "promote", "decided_by")})
     return decision["passed"]

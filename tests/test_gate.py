@@ -7,7 +7,7 @@ import pytest
 
 from warmstart.config import GateConfig
 from warmstart.errors import WarmstartError
-from warmstart.gate import curve_tests, decide, gate, paired_bootstrap
+from warmstart.gate import apply_policy, curve_tests, decide, gate, paired_bootstrap
 from warmstart.metrics import metric, weighted_metric
 
 
@@ -146,3 +146,60 @@ def test_gate_refuses_evaluations_of_different_test_splits(tmp_path, labels):
         gate(GateConfig(), p, s, tmp_path / "out")
     with pytest.raises(WarmstartError, match="needs a pretrained and a scratch evaluation"):
         gate(GateConfig(), s, p, tmp_path / "out")
+
+
+def versus(low, high, estimate=None):
+    gain = {
+        "estimate": estimate if estimate is not None else (low + high) / 2,
+        "ci_low": low,
+        "ci_high": high,
+        "confidence": 0.95,
+    }
+    return {
+        "version": 3,
+        "comparable": True,
+        "reason": "",
+        "gain": gain,
+        "non_inferior": low > -0.005,
+        "superior": low > 0,
+    }
+
+
+@pytest.mark.parametrize(
+    "verdict, champion, passed, promote, decided_by",
+    [
+        ("neutral", versus(0.01, 0.05), False, False, "transfer"),
+        ("positive", None, True, True, "transfer"),
+        ("positive", {"version": 3, "comparable": False, "reason": "labels differ"}, True, False, "transfer"),
+        ("positive", versus(0.01, 0.05), True, True, "champion"),
+        ("positive", versus(-0.004, 0.03), True, False, "champion"),
+        ("positive", versus(-0.06, -0.01), False, False, "champion"),
+    ],
+)
+def test_champion_policy(verdict, champion, passed, promote, decided_by):
+    decision = apply_policy(verdict, f"{verdict} transfer", champion, tolerance=0.005)
+    assert (decision["passed"], decision["promote"], decision["decided_by"]) == (passed, promote, decided_by)
+    assert decision["reason"].startswith(f"{verdict} transfer")
+
+
+def test_gate_compares_the_challenger_with_the_champion(tmp_path, labels):
+    rng = np.random.default_rng(8)
+    good, poor = flip(labels, 0.05, rng), flip(labels, 0.35, rng)
+    p = fake_evaluation(tmp_path / "p", "pretrained", labels, flip(labels, 0.2, rng), curve([0.6, 0.8]))
+    s = fake_evaluation(tmp_path / "s", "scratch", labels, poor, curve([0.5, 0.6]))
+    champion = fake_evaluation(tmp_path / "c", "champion", labels, good, curve([0.9]))
+    summary = json.loads((champion / "summary.json").read_text())
+    summary.update(version=4, comparable=True, reason="evaluated")
+    (champion / "summary.json").write_text(json.dumps(summary))
+    result = gate(GateConfig(bootstrap_samples=2000), p, s, tmp_path / "out", champion)
+    assert result["verdict"] == "positive"
+    assert result["champion"]["version"] == 4
+    assert result["champion"]["gain"]["ci_high"] < 0
+    assert (result["passed"], result["promote"], result["decided_by"]) == (False, False, "champion")
+    assert "Challenger vs champion" in (tmp_path / "out" / "report.md").read_text()
+    # No champion in the registry: the evaluation says so and the check is skipped.
+    none = tmp_path / "none"
+    none.mkdir()
+    (none / "summary.json").write_text(json.dumps({"init": "champion", "version": None, "comparable": False}))
+    alone = gate(GateConfig(bootstrap_samples=2000), p, s, tmp_path / "out2", none)
+    assert alone["champion"] is None and alone["passed"] and alone["promote"]

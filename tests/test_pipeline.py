@@ -197,3 +197,28 @@ def test_run_with_data_and_registry_on_s3(tmp_path, s3_prefix, tiny_pretrained_m
     assert rerun["registered"]["version"] == 1 and not rerun["registered"]["new"]
     assert "already registered" in again.stdout
     assert registry.versions("tiny-reviews") == [1]
+
+
+def test_a_worse_challenger_does_not_replace_the_champion(tmp_path, tiny_pretrained_model):
+    """Run 1 makes a champion. Run 2 on the same data trains a deliberately worse challenger (a learning
+    rate far too high) that still beats scratch: the champion check decides, and the champion stays."""
+    config = tiny_run_config(tmp_path, tiny_pretrained_model)
+    work = ["--config", str(config), "--workdir", str(tmp_path / "work")]
+    first = warmstart("run", *work)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert json.loads((tmp_path / "work" / "summary.json").read_text())["registered"]["champion"]
+
+    second = warmstart(
+        "run", *work, "--set", "train.learning_rate=0.03", "--set", "train.scratch_learning_rate=1e-6"
+    )
+    assert second.returncode == 0, second.stdout + second.stderr
+    summary = json.loads((tmp_path / "work" / "summary.json").read_text())
+    assert summary["verdict"] == "positive"
+    assert summary["champion"]["version"] == 1 and summary["champion"]["comparable"]
+    assert summary["champion"]["challenger"] < summary["champion"]["champion"]
+    assert summary["decided_by"] == "champion"
+    assert not summary["passed"] and summary["registered"] is None
+    assert "champion check decided" in second.stdout
+    registry = Registry(str(tmp_path / "work" / "registry"))
+    assert registry.versions("tiny-reviews") == [1]
+    assert registry.alias("tiny-reviews", "champion") == 1

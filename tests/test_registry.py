@@ -199,3 +199,45 @@ def test_two_processes_registering_at_once_lose_nothing(registry_uri, outputs):
     digests = {registry.metadata("reviews", v)["model_sha256"] for v in versions}
     assert len(digests) == 6
     assert registry.alias("reviews", "champion") == 6
+
+
+def test_server_stopped_during_an_upload_leaves_no_half_version(tmp_path, tiny_random_model, monkeypatch):
+    """The S3 server goes down while a version's files are uploading: a clear error, and after the
+    server is back the registry shows only complete versions and an unchanged champion."""
+    from conftest import S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server
+
+    from warmstart.storage import S3Store, StorageError, s3_client
+
+    server = S3Server(tmp_path / "s3")
+    try:
+        for key, value in {
+            "AWS_ENDPOINT_URL": server.endpoint,
+            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_MAX_ATTEMPTS": "2",
+        }.items():
+            monkeypatch.setenv(key, value)
+        s3_client.cache_clear()
+        uri = f"s3://{S3_BUCKET}/faults"
+        register(config(uri), **make_run_outputs(tmp_path / "a", tiny_random_model, 1))
+
+        upload = S3Store.put_file
+
+        def stop_server_then_upload(self, key, path):
+            server.stop()
+            return upload(self, key, path)
+
+        monkeypatch.setattr(S3Store, "put_file", stop_server_then_upload)
+        with pytest.raises(StorageError, match="does not answer; check AWS_ENDPOINT_URL"):
+            register(config(uri), **make_run_outputs(tmp_path / "b", tiny_random_model, 2))
+        monkeypatch.setattr(S3Store, "put_file", upload)
+
+        server.start()
+        registry = Registry(uri)
+        assert registry.versions("reviews") == [1]
+        assert registry.alias("reviews", "champion") == 1
+        assert register(config(uri), **make_run_outputs(tmp_path / "c", tiny_random_model, 3))["version"] == 3
+    finally:
+        server.stop()
+        s3_client.cache_clear()

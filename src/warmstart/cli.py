@@ -58,7 +58,18 @@ def _print_summary(summary: dict) -> None:
         for name, test in summary["curves"].items()
     )
     console.print(f"validation curves, pretrained vs scratch: {curves}", highlight=False)
-    console.print(f"reason: {summary['reason']}", highlight=False)
+    champion = summary["champion"]
+    if champion and champion["comparable"]:
+        versus = champion["gain"]
+        console.print(
+            f"vs champion version {champion['version']}: {champion['challenger']:.4f} vs {champion['champion']:.4f}, "
+            f"gain {versus['estimate']:+.4f} {versus['confidence']:.0%} CI [{versus['ci_low']:+.4f}, "
+            f"{versus['ci_high']:+.4f}]",
+            highlight=False,
+        )
+    elif champion:
+        console.print(f"champion version {champion['version']}: {champion['reason']}", highlight=False)
+    console.print(f"reason ({summary['decided_by']} check decided): {summary['reason']}", highlight=False)
     if summary["registered"]:
         reg = summary["registered"]
         how = "registered" if reg["new"] else "already registered (same model and data)"

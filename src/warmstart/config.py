@@ -107,6 +107,13 @@ class GateConfig(_Section):
         "accuracy) for a positive verdict. Not negative: a positive verdict means pretraining helped.",
     )
     confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of the interval.")
+    champion_tolerance: float = Field(
+        0.005,
+        ge=0,
+        lt=1,
+        description="When the registry has a champion, register only if the CI of challenger − champion "
+        "lies above minus this much (non-inferior). The champion alias moves only when that CI lies above zero.",
+    )
     bootstrap_samples: int = Field(10_000, ge=1000, le=1_000_000, description="Paired-bootstrap resamples.")
     seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
 

@@ -74,6 +74,16 @@ def build_model(init: Init, base_model_dir: Path, label_names: list[str], seed: 
         ) from None
 
 
+def build_model_from_dir(model_dir: Path):
+    """A trained classifier and its tokenizer from a directory (safetensors only, no remote code)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, use_safetensors=True, trust_remote_code=False
+    )
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
 def predict_probabilities(model, tokenizer, dataset, batch_size: int) -> np.ndarray:
     """Class probabilities in the dataset's own order, computed on length-sorted batches.
 
@@ -116,7 +126,6 @@ def finetune(
     import datasets
     import torch
     import transformers
-    from datasets import Dataset
     from transformers import (
         AutoTokenizer,
         DataCollatorWithPadding,
@@ -144,10 +153,7 @@ def finetune(
     validation = _load_split(dataset_dir, "validation")
     if train_cfg.max_eval_samples and train_cfg.max_eval_samples < len(validation):
         validation = validation.shuffle(seed=train_cfg.seed).select(range(train_cfg.max_eval_samples))
-    test_rows = pq.read_table(dataset_dir / "test.parquet")
-    train, validation, test = (
-        _tokenize(d, tokenizer, cfg.model.max_length) for d in (train, validation, Dataset(test_rows))
-    )
+    train, validation = (_tokenize(d, tokenizer, cfg.model.max_length) for d in (train, validation))
     # Evaluation order does not change the metric; sorted batches carry almost no padding.
     validation = validation.select(np.argsort(np.asarray(validation["length"]), kind="stable"))
 
@@ -224,35 +230,23 @@ def finetune(
             for entry in trainer.state.log_history
             if "eval_accuracy" in entry
         ]
-    probabilities = predict_probabilities(model, tokenizer, test, args.per_device_eval_batch_size)
+    test_rows, probabilities = test_predictions(
+        model, tokenizer, dataset_dir, cfg.model.max_length, args.per_device_eval_batch_size
+    )
 
-    predicted = probabilities.argmax(axis=1)
-    labels = np.asarray(test["label"])
-    test_metrics = all_metrics(labels, predicted, classes)
+    test_metrics = all_metrics(test_rows.column("label").to_numpy(), probabilities.argmax(axis=1), classes)
 
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(model_dir)  # safetensors; no pickled training_args beside it
     tokenizer.save_pretrained(model_dir)
-    evaluation_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(
-        pa.table(
-            {
-                "id": test_rows.column("id"),
-                "text": test_rows.column("text"),
-                "label": pa.array(labels, pa.int64()),
-                "predicted": pa.array(predicted, pa.int64()),
-                "probabilities": pa.array(probabilities.astype(np.float32).tolist(), pa.list_(pa.float32())),
-            }
-        ),
-        evaluation_dir / PREDICTIONS_FILE,
-    )
+    write_predictions(evaluation_dir, test_rows, probabilities)
     summary = {
         "init": init,
         "learning_rate": learning_rate,
         "strategy": train_cfg.strategy if init == "pretrained" else "full",
         "train_rows": len(train),
         "validation_rows": len(validation),
-        "test_rows": len(test),
+        "test_rows": test_rows.num_rows,
         "steps": total_steps,
         "epochs": train_cfg.epochs,
         "batch_size": train_cfg.batch_size,
@@ -268,6 +262,34 @@ def finetune(
     }
     (evaluation_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def test_predictions(
+    model, tokenizer, dataset_dir: Path, max_length: int, batch_size: int
+) -> tuple[pa.Table, np.ndarray]:
+    """The test split and `model`'s class probabilities for each of its rows."""
+    from datasets import Dataset
+
+    test_rows = pq.read_table(dataset_dir / "test.parquet")
+    test = _tokenize(Dataset(test_rows), tokenizer, max_length)
+    return test_rows, predict_probabilities(model, tokenizer, test, batch_size)
+
+
+def write_predictions(evaluation_dir: Path, test_rows: pa.Table, probabilities: np.ndarray) -> None:
+    """predictions.parquet: per test row its id, text, label, predicted label and class probabilities."""
+    evaluation_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table(
+            {
+                "id": test_rows.column("id"),
+                "text": test_rows.column("text"),
+                "label": test_rows.column("label"),
+                "predicted": pa.array(probabilities.argmax(axis=1), pa.int64()),
+                "probabilities": pa.array(probabilities.astype(np.float32).tolist(), pa.list_(pa.float32())),
+            }
+        ),
+        evaluation_dir / PREDICTIONS_FILE,
+    )
 
 
 def load_evaluation(evaluation_dir: str | Path) -> tuple[dict[str, Any], pa.Table]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from warmstart.config import GateConfig
 from warmstart.errors import WarmstartError
-from warmstart.finetune import load_evaluation
+from warmstart.finetune import SUMMARY_FILE, load_evaluation
 from warmstart.metrics import METRICS, all_metrics, weighted_metric
 from warmstart.metrics import metric as metric_value
 
@@ -115,18 +115,122 @@ def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[
     return matrix.tolist()
 
 
-def gate(
-    cfg: GateConfig, pretrained_dir: str | Path, scratch_dir: str | Path, output_dir: str | Path
+def _same_test_rows(first: tuple[dict, Any], second: tuple[dict, Any]) -> bool:
+    return first[0]["test_fingerprint"] == second[0]["test_fingerprint"] and first[1].column("id").equals(
+        second[1].column("id")
+    )
+
+
+def _arm(summary: dict[str, Any], labels: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, Any]:
+    return {
+        **all_metrics(labels, predicted, classes),
+        **{
+            key: summary[key]
+            for key in ("learning_rate", "steps", "train_rows", "train_seconds", "model_sha256")
+        },
+        "confusion_matrix": _confusion(labels, predicted, classes),
+    }
+
+
+def compare_champion(
+    cfg: GateConfig, challenger: tuple[dict, Any], champion_dir: str | Path | None
+) -> dict[str, Any] | None:
+    """Challenger − champion on the same test rows, with its CI; None when there is no champion."""
+    if champion_dir is None:
+        return None
+    summary = json.loads((Path(champion_dir) / SUMMARY_FILE).read_text())
+    if summary.get("version") is None:
+        return None
+    found = {"version": summary["version"], "comparable": summary["comparable"], "reason": summary["reason"]}
+    if not summary["comparable"]:
+        return found
+    champion = load_evaluation(champion_dir)
+    if not _same_test_rows(challenger, champion):
+        raise WarmstartError(
+            "the champion was evaluated on another test split than the challenger (fingerprint mismatch); "
+            "rerun evaluate_champion on this run's ingest output"
+        )
+    labels = challenger[1].column("label").to_numpy()
+    ours, theirs = challenger[1].column("predicted").to_numpy(), champion[1].column("predicted").to_numpy()
+    classes = len(challenger[0]["label_names"])
+    gain = paired_bootstrap(
+        cfg.metric, labels, ours, theirs, classes, cfg.bootstrap_samples, cfg.confidence, cfg.seed + 1
+    )
+    return {
+        **found,
+        "model_sha256": summary["model_sha256"],
+        "challenger": metric_value(cfg.metric, labels, ours, classes),
+        "champion": metric_value(cfg.metric, labels, theirs, classes),
+        "gain": gain,
+        "non_inferior": gain["ci_low"] > -cfg.champion_tolerance,
+        "superior": gain["ci_low"] > 0,
+    }
+
+
+def apply_policy(
+    verdict: str, transfer_reason: str, champion: dict[str, Any] | None, tolerance: float
 ) -> dict[str, Any]:
-    """Compare the two arms' evaluations and write the gate result and its report to `output_dir`."""
-    (p_summary, p_preds), (s_summary, s_preds) = load_evaluation(pretrained_dir), load_evaluation(scratch_dir)
+    """Whether to register and whether to promote to champion, which check decided, and why."""
+    if verdict != "positive":
+        return {"passed": False, "promote": False, "decided_by": "transfer", "reason": transfer_reason}
+    if champion is None:
+        return {
+            "passed": True,
+            "promote": True,
+            "decided_by": "transfer",
+            "reason": f"{transfer_reason}; there is no champion yet, so this model becomes champion",
+        }
+    if not champion["comparable"]:
+        return {
+            "passed": True,
+            "promote": False,
+            "decided_by": "transfer",
+            "reason": f"{transfer_reason}; {champion['reason']}, so the champion alias stays",
+        }
+    gain = champion["gain"]
+    versus = (
+        f"challenger − champion (version {champion['version']}) {gain['estimate']:+.4f}, "
+        f"{gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]"
+    )
+    if not champion["non_inferior"]:
+        return {
+            "passed": False,
+            "promote": False,
+            "decided_by": "champion",
+            "reason": f"{transfer_reason}, but the challenger may be worse than the champion by more than "
+            f"the tolerance {tolerance:.4f}: {versus}",
+        }
+    if champion["superior"]:
+        return {
+            "passed": True,
+            "promote": True,
+            "decided_by": "champion",
+            "reason": f"{transfer_reason}, and the challenger beats the champion: {versus}",
+        }
+    return {
+        "passed": True,
+        "promote": False,
+        "decided_by": "champion",
+        "reason": f"{transfer_reason}; the challenger is not worse than the champion but not shown better "
+        f"({versus}), so it is registered and the champion stays",
+    }
+
+
+def gate(
+    cfg: GateConfig,
+    pretrained_dir: str | Path,
+    scratch_dir: str | Path,
+    output_dir: str | Path,
+    champion_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Compare the arms (and the challenger with the champion); write the gate result and its report."""
+    pretrained, scratch = load_evaluation(pretrained_dir), load_evaluation(scratch_dir)
+    (p_summary, p_preds), (s_summary, s_preds) = pretrained, scratch
     if (p_summary["init"], s_summary["init"]) != ("pretrained", "scratch"):
         raise WarmstartError(
             f"gate needs a pretrained and a scratch evaluation, got {p_summary['init']} and {s_summary['init']}"
         )
-    if p_summary["test_fingerprint"] != s_summary["test_fingerprint"] or not p_preds.column("id").equals(
-        s_preds.column("id")
-    ):
+    if not _same_test_rows(pretrained, scratch):
         raise WarmstartError(
             "the two evaluations were made on different test splits (fingerprint mismatch); "
             "rerun both finetune steps on the same ingest output"
@@ -138,36 +242,23 @@ def gate(
     gain = paired_bootstrap(
         cfg.metric, labels, p_pred, s_pred, classes, cfg.bootstrap_samples, cfg.confidence, cfg.seed
     )
-    verdict, reason = decide(gain, cfg.min_gain)
+    verdict, transfer_reason = decide(gain, cfg.min_gain)
+    champion = compare_champion(cfg, pretrained, champion_dir)
     result = {
-        "passed": verdict == "positive",
+        **apply_policy(verdict, transfer_reason, champion, cfg.champion_tolerance),
         "verdict": verdict,
-        "reason": reason,
         "decision_rule": (
             f"Register only if the {cfg.confidence:.0%} paired-bootstrap CI of the {cfg.metric} gain "
             f"(pretrained − scratch, {cfg.bootstrap_samples} resamples of the test set) lies entirely above "
-            f"{cfg.min_gain:+.4f}; a CI entirely below zero is negative transfer."
+            f"{cfg.min_gain:+.4f} (a CI entirely below zero is negative transfer) and, when there is a "
+            f"champion, the CI of challenger − champion lies above −{cfg.champion_tolerance:.4f}; "
+            f"the champion alias moves only when that CI lies above zero or there is no champion."
         ),
         "metric": cfg.metric,
         "gain": gain,
-        "pretrained": {
-            **all_metrics(labels, p_pred, classes),
-            "learning_rate": p_summary["learning_rate"],
-            "steps": p_summary["steps"],
-            "train_rows": p_summary["train_rows"],
-            "train_seconds": p_summary["train_seconds"],
-            "model_sha256": p_summary["model_sha256"],
-            "confusion_matrix": _confusion(labels, p_pred, classes),
-        },
-        "scratch": {
-            **all_metrics(labels, s_pred, classes),
-            "learning_rate": s_summary["learning_rate"],
-            "steps": s_summary["steps"],
-            "train_rows": s_summary["train_rows"],
-            "train_seconds": s_summary["train_seconds"],
-            "model_sha256": s_summary["model_sha256"],
-            "confusion_matrix": _confusion(labels, s_pred, classes),
-        },
+        "champion": champion,
+        "pretrained": _arm(p_summary, labels, p_pred, classes),
+        "scratch": _arm(s_summary, labels, s_pred, classes),
         "curves": {
             "tests": curve_tests(p_summary["learning_curve"], s_summary["learning_curve"], cfg.metric),
             "pretrained": p_summary["learning_curve"],
@@ -214,6 +305,26 @@ def results_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def champion_lines(result: dict[str, Any]) -> list[str]:
+    """The champion check as a report section (nothing when there was no champion)."""
+    champion = result.get("champion")
+    if not champion:
+        return []
+    lines = ["## Challenger vs champion", ""]
+    if not champion["comparable"]:
+        return [*lines, f"Champion version {champion['version']}: {champion['reason']}.", ""]
+    gain = champion["gain"]
+    return [
+        *lines,
+        f"Champion version {champion['version']}: {result['metric']} {champion['champion']:.4f}; "
+        f"challenger {champion['challenger']:.4f}. Challenger − champion {gain['estimate']:+.4f}, "
+        f"{gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]: "
+        f"{'non-inferior' if champion['non_inferior'] else 'possibly worse'}, "
+        f"{'superior' if champion['superior'] else 'not shown superior'}. Decided by: {result['decided_by']} check.",
+        "",
+    ]
+
+
 def report_markdown(result: dict[str, Any]) -> str:
     tests = result["curves"]["tests"]
     lines = [
@@ -224,6 +335,7 @@ def report_markdown(result: dict[str, Any]) -> str:
         f"Decision rule: {result['decision_rule']}",
         "",
         results_table(result),
+        *champion_lines(result),
         f"## Learning curves (validation {result['metric']})",
         "",
         "| test | pretrained | scratch | difference | pretrained higher |",

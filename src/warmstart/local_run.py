@@ -170,12 +170,27 @@ def summarize(
         "gain": {k: gate_result["gain"][k] for k in ("estimate", "ci_low", "ci_high", "confidence")},
         "curves": gate_result["curves"]["tests"],
         "registered": registered,
+        "champion": champion_summary(gate_result),
+        "decided_by": gate_result["decided_by"],
         "reason": gate_result["reason"],
         "decision_rule": gate_result["decision_rule"],
         "test_rows": gate_result["test_rows"],
         "wall_seconds": round(seconds, 1),
         "log": str(log_file),
     }
+
+
+def champion_summary(gate_result: dict[str, Any]) -> dict[str, Any] | None:
+    """The champion check in brief: which version, the comparison, and whether this run takes over."""
+    champion = gate_result.get("champion")
+    if not champion:
+        return None
+    brief = {k: champion[k] for k in ("version", "comparable", "reason")}
+    if champion["comparable"]:
+        brief.update({k: champion[k] for k in ("challenger", "champion", "non_inferior", "superior")})
+        brief["gain"] = {k: champion["gain"][k] for k in ("estimate", "ci_low", "ci_high", "confidence")}
+    brief["promoted"] = gate_result["promote"] and gate_result["passed"]
+    return brief
 
 
 def write_summary(summary: dict[str, Any], path: Path) -> None:

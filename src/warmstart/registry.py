@@ -129,6 +129,13 @@ class Registry:
                 return version
         return None
 
+    def download_version(self, name: str, version: int, target: Path) -> Path:
+        """The model files of a version (no card, metadata or claim) in `target`."""
+        for file in self.store.children(self._version_key(name, version)):
+            if file.endswith(MODEL_FILE_SUFFIXES) and file not in (METADATA_FILE, CLAIM_FILE):
+                self.store.get_file(self._version_key(name, version, file), target / file)
+        return target
+
     def version_uri(self, name: str, version: int) -> str:
         return self.store.uri(self._version_key(name, version))
 
@@ -255,7 +262,7 @@ def register(
     version = registry.publish(
         name, model_dir, model_card(name, cfg, gate_result, data_card, base_manifest), metadata
     )
-    champion = registry.move_alias(name, "champion", version)
+    champion = gate_result.get("promote", True) and registry.move_alias(name, "champion", version)
     return {
         "name": name,
         "version": version,
