@@ -241,3 +241,47 @@ def test_server_stopped_during_an_upload_leaves_no_half_version(tmp_path, tiny_r
     finally:
         server.stop()
         s3_client.cache_clear()
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "warmstart", "registry", *args], capture_output=True, text=True
+    )
+
+
+def test_registry_commands_list_show_promote_and_rollback(registry_uri, outputs):
+    cfg = config(registry_uri)
+    for salt in (1, 2, 3):
+        register(cfg, run_id=f"run-{salt}", **outputs(salt))
+    listed = _cli("list", "--uri", registry_uri, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["name"], r["version"], r["champion"]) for r in rows] == [
+        ("reviews", 1, False),
+        ("reviews", 2, False),
+        ("reviews", 3, True),
+    ]
+    assert rows[0]["gain"]["ci_low"] == 0.05
+    table = _cli("list", "--uri", registry_uri)
+    assert "champion" in table.stdout and "reviews" in table.stdout
+
+    shown = _cli("show", "--uri", registry_uri, "--name", "reviews", "--version", "2")
+    assert shown.returncode == 0 and shown.stdout.startswith("# reviews")
+    assert (
+        json.loads(_cli("show", "--uri", registry_uri, "--name", "reviews", "--json").stdout)["version"] == 3
+    )
+
+    assert _cli("rollback", "--uri", registry_uri, "--name", "reviews").returncode == 0
+    assert Registry(registry_uri).alias("reviews", "champion") == 2
+    assert _cli("promote", "--uri", registry_uri, "--name", "reviews", "--version", "3").returncode == 0
+    assert Registry(registry_uri).alias("reviews", "champion") == 3
+
+    missing = _cli("promote", "--uri", registry_uri, "--name", "reviews", "--version", "9")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (
+        f"error: reviews has no complete version 9 in {Registry(registry_uri).store.root}; versions: 1, 2, 3"
+    )
+    assert _cli("rollback", "--uri", registry_uri, "--name", "nothing").returncode == 1

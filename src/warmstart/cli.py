@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -140,6 +141,116 @@ def show_config() -> None:
     from warmstart.config import describe_fields
 
     typer.echo(describe_fields(), nl=False)
+
+
+registry_app = typer.Typer(help="Inspect a registry and move its champion alias.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+UriOption = Annotated[str, typer.Option("--uri", help="Registry root: a directory or s3://BUCKET/PREFIX.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _open_registry(uri: str):
+    from warmstart.registry import Registry
+
+    try:
+        return Registry(uri)
+    except WarmstartError as err:
+        _fail(err)
+
+
+@registry_app.command("list")
+def registry_list(
+    uri: UriOption,
+    name: Annotated[str | None, typer.Option(help="Only this model (default: every model).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Versions with their key metrics; the champion is marked."""
+    registry = _open_registry(uri)
+    try:
+        rows = []
+        for model in [name] if name else registry.names():
+            champion = registry.alias(model, "champion")
+            for version in registry.versions(model):
+                meta = registry.metadata(model, version)
+                gate = meta["gate"]
+                rows.append(
+                    {
+                        "name": model,
+                        "version": version,
+                        "champion": version == champion,
+                        "created": meta["created"],
+                        "metric": gate["metric"],
+                        "value": meta["metrics"]["pretrained"][gate["metric"]],
+                        "gain": gate["gain"],
+                        "data_fingerprint": meta["lineage"]["data_fingerprint"],
+                    }
+                )
+    except WarmstartError as err:
+        _fail(err, 1)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"registry {uri}", title_justify="left")
+    for column in ("name", "version", "champion", "created", "metric", "gain vs scratch (CI)", "data"):
+        table.add_column(column)
+    for row in rows:
+        gain = row["gain"]
+        table.add_row(
+            row["name"],
+            str(row["version"]),
+            "champion" if row["champion"] else "",
+            row["created"][:19],
+            f"{row['metric']} {row['value']:.4f}",
+            f"{gain['estimate']:+.4f} [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]",
+            row["data_fingerprint"][:12],
+        )
+    console.print(table)
+
+
+@registry_app.command("show")
+def registry_show(
+    uri: UriOption,
+    name: Annotated[str, typer.Option(help="Model name.")],
+    version: Annotated[int | None, typer.Option(help="Version (default: the champion).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One version's model card (or its metadata as JSON)."""
+    registry = _open_registry(uri)
+    try:
+        version = version or registry.alias(name, "champion")
+        if version is None:
+            raise WarmstartError(f"{name} has no champion in {uri}; pass --version")
+        metadata = registry.metadata(name, version)
+        card = registry.store.read(f"{name}/versions/{version}/model_card.md")
+    except WarmstartError as err:
+        _fail(err, 1)
+    typer.echo(json.dumps(metadata, indent=2) if as_json else card[0].decode())
+
+
+@registry_app.command("promote")
+def registry_promote(
+    uri: UriOption,
+    name: Annotated[str, typer.Option(help="Model name.")],
+    version: Annotated[int, typer.Option(help="The version to make champion.")],
+) -> None:
+    """Make a version the champion (compare-and-swap on the alias)."""
+    registry = _open_registry(uri)
+    try:
+        registry.promote(name, version)
+    except WarmstartError as err:
+        _fail(err, 1)
+    console.print(f"{name}: champion is now version {version}", highlight=False)
+
+
+@registry_app.command("rollback")
+def registry_rollback(uri: UriOption, name: Annotated[str, typer.Option(help="Model name.")]) -> None:
+    """Move the champion back to the newest version older than the current champion."""
+    registry = _open_registry(uri)
+    try:
+        version = registry.rollback(name)
+    except WarmstartError as err:
+        _fail(err, 1)
+    console.print(f"{name}: champion rolled back to version {version}", highlight=False)
 
 
 def main() -> None:

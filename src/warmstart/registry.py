@@ -136,6 +136,30 @@ class Registry:
                 self.store.get_file(self._version_key(name, version, file), target / file)
         return target
 
+    def names(self) -> list[str]:
+        """Model names with at least one complete version."""
+        return [name for name in self.store.children("") if self.versions(name)]
+
+    def promote(self, name: str, version: int) -> None:
+        """Make `version` the champion, forward or back (an operator's decision, so no policy check)."""
+        if version not in self.versions(name):
+            raise WarmstartError(
+                f"{name} has no complete version {version} in {self.store.root}; "
+                f"versions: {', '.join(map(str, self.versions(name))) or 'none'}"
+            )
+        self.move_alias(name, "champion", version, only_forward=False)
+
+    def rollback(self, name: str) -> int:
+        """Move the champion to the newest complete version below the current one; returns it."""
+        current = self.alias(name, "champion")
+        if current is None:
+            raise WarmstartError(f"{name} has no champion in {self.store.root}; nothing to roll back")
+        older = [v for v in self.versions(name) if v < current]
+        if not older:
+            raise WarmstartError(f"{name} champion is version {current}, the oldest; nothing to roll back to")
+        self.promote(name, older[-1])
+        return older[-1]
+
     def version_uri(self, name: str, version: int) -> str:
         return self.store.uri(self._version_key(name, version))
 

@@ -396,7 +396,8 @@ class S3Store(Store):
         return download_s3_file(self.uri(key), target)
 
     def children(self, prefix: str) -> list[str]:
-        full = self._key(prefix.strip("/")) + "/"
+        inner = prefix.strip("/")
+        full = self.prefix + (f"{inner}/" if inner else "")
         paginator = s3_client().get_paginator("list_objects_v2")
         names: set[str] = set()
         pages = _s3_call(
