@@ -285,3 +285,55 @@ def test_registry_commands_list_show_promote_and_rollback(registry_uri, outputs)
         f"error: reviews has no complete version 9 in {Registry(registry_uri).store.root}; versions: 1, 2, 3"
     )
     assert _cli("rollback", "--uri", registry_uri, "--name", "nothing").returncode == 1
+
+
+def test_kubeflow_model_registry_call_fits_the_real_client(tmp_path, outputs, monkeypatch):
+    """No Model Registry server can run here, so this checks the adapter at its boundary: the arguments
+    bind to the installed client's real signatures, and each new version is recorded once with its
+    gate result; a server that cannot be reached leaves the warmstart version in place, with a warning."""
+    import inspect
+
+    import model_registry
+
+    calls = []
+    real = model_registry.ModelRegistry
+
+    class RecordingClient:
+        def __init__(self, *args, **kwargs):
+            inspect.signature(real.__init__).bind(None, *args, **kwargs)
+            calls.append(("init", args, kwargs))
+
+        def register_model(self, *args, **kwargs):
+            inspect.signature(real.register_model).bind(None, *args, **kwargs)
+            calls.append(("register_model", args, kwargs))
+            return type("Registered", (), {"id": "42"})()
+
+    monkeypatch.setattr(model_registry, "ModelRegistry", RecordingClient)
+    uri = str(tmp_path / "reg")
+    cfg = Config.from_dict(
+        {"registry": {"uri": uri, "name": "reviews", "kubeflow_url": "http://mr.kubeflow:8080"}}
+    )
+    first = outputs(1)
+    record = register(cfg, **first)
+    assert record["kubeflow_model_registry"] == {
+        "recorded": True,
+        "server": "http://mr.kubeflow:8080",
+        "id": "42",
+    }
+    (_, init_args, init_kwargs), (_, _, call) = calls
+    assert init_args == ("http://mr.kubeflow:8080",) and init_kwargs["is_secure"] is False
+    assert call["name"] == "reviews" and call["version"] == "1" and call["uri"] == f"{uri}/reviews/versions/1"
+    assert call["model_format_name"] == "huggingface"
+    assert call["metadata"]["warmstart_verdict"] == "positive"
+    assert call["metadata"]["warmstart_gain_ci_low"] == 0.05
+    assert all(isinstance(v, (str, int, float, bool)) for v in call["metadata"].values())
+    register(cfg, **first)  # the same model again: already registered, not recorded twice
+    assert len(calls) == 2
+
+    monkeypatch.setattr(model_registry, "ModelRegistry", real)
+    cfg = Config.from_dict(
+        {"registry": {"uri": uri, "name": "reviews", "kubeflow_url": "http://127.0.0.1:9"}}
+    )
+    unreachable = register(cfg, **outputs(2))
+    assert unreachable["version"] == 2 and not unreachable["kubeflow_model_registry"]["recorded"]
+    assert Registry(uri).alias("reviews", "champion") == 2

@@ -124,6 +124,12 @@ class RegistryConfig(_Section):
         description="Registry root: a local directory or s3://BUCKET/PREFIX. Empty: `registry/` under the "
         "run's working directory.",
     )
+    kubeflow_url: str = Field(
+        "",
+        description="Optional Kubeflow Model Registry server (e.g. http://model-registry-service.kubeflow"
+        ".svc.cluster.local:8080): each new version is also recorded there. Needs warmstart[kubeflow].",
+    )
+    kubeflow_author: str = Field("warmstart", description="Author recorded in the Kubeflow Model Registry.")
     name: str = Field(
         "",
         description="Model name in the registry. Empty: the data file's name (e.g. `reviews` for "

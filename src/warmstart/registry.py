@@ -287,10 +287,23 @@ def register(
         name, model_dir, model_card(name, cfg, gate_result, data_card, base_manifest), metadata
     )
     champion = gate_result.get("promote", True) and registry.move_alias(name, "champion", version)
-    return {
+    record = {
         "name": name,
         "version": version,
         "uri": registry.version_uri(name, version),
         "champion": champion,
         "existing": False,
     }
+    if cfg.registry.kubeflow_url:
+        from warmstart.kubeflow_registry import record_version
+
+        record["kubeflow_model_registry"] = record_version(
+            cfg.registry.kubeflow_url, cfg.registry.kubeflow_author, name, version, record["uri"], metadata
+        )
+        if not record["kubeflow_model_registry"]["recorded"]:
+            print(
+                f"warning: {name} version {version} is registered, but recording it in the Kubeflow Model "
+                f"Registry failed: {record['kubeflow_model_registry']['reason']}",
+                flush=True,
+            )
+    return record
