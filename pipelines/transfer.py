@@ -31,6 +31,8 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE) -> Any:
     """The pipeline with `config` as its default parameters and every task running in `image`."""
 
     def in_image(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
+        for key, value in config.storage.environment().items():
+            task.set_env_variable(key, value)
         return task.set_container_image(image).set_display_name(name)
 
     @dsl.pipeline(

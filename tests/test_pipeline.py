@@ -56,6 +56,14 @@ def test_compiled_pipeline_has_the_five_stages_gpu_and_the_gate_condition(tmp_pa
     assert components.load_component_from_file(str(path)).name == "warmstart-transfer"
 
 
+def test_storage_settings_reach_every_task(tmp_path):
+    cfg = Config.from_dict({"storage": {"endpoint_url": "http://minio.ml:9000", "region": "eu-west-1"}})
+    spec = yaml.safe_load(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
+    for executor in spec["deploymentSpec"]["executors"].values():
+        env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+        assert env == {"AWS_ENDPOINT_URL": "http://minio.ml:9000", "AWS_DEFAULT_REGION": "eu-west-1"}
+
+
 def test_compile_command_writes_the_yaml(tmp_path):
     result = warmstart(
         "compile",
@@ -155,12 +163,19 @@ def test_a_gate_that_does_not_pass_skips_register_and_still_exits_zero(tmp_path,
     assert Registry(str(tmp_path / "work" / "registry")).versions("tiny-reviews") == []
 
 
-def test_run_with_data_and_registry_on_s3(tmp_path, s3_prefix, tiny_pretrained_model):
-    """`warmstart run` reading s3:// data and registering into an s3:// registry; a rerun finds the same version."""
+def test_run_with_data_and_registry_on_s3(tmp_path, s3_prefix, tiny_pretrained_model, monkeypatch):
+    """`warmstart run` reading s3:// data and registering into an s3:// registry; a rerun finds the same version.
+
+    The endpoint comes from the config (storage.endpoint_url) here, not from AWS_ENDPOINT_URL.
+    """
+    import os
+
     from warmstart.storage import upload_s3_file
 
     data = write_csv(tmp_path / "reviews.csv", synthetic_rows(240, seed=21))
     upload_s3_file(data, f"{s3_prefix}/data/train.csv")
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
     config = tiny_run_config(tmp_path, tiny_pretrained_model)
     args = [
         "run",
@@ -174,6 +189,8 @@ def test_run_with_data_and_registry_on_s3(tmp_path, s3_prefix, tiny_pretrained_m
         f"registry.uri={s3_prefix}/models",
         "--set",
         "registry.name=tiny-reviews",
+        "--set",
+        f"storage.endpoint_url={endpoint}",
     ]
     first = warmstart(*args)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -185,6 +202,7 @@ def test_run_with_data_and_registry_on_s3(tmp_path, s3_prefix, tiny_pretrained_m
         "new": True,
         "champion": True,
     }
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     registry = Registry(f"{s3_prefix}/models")
     assert registry.alias("tiny-reviews", "champion") == 1
     metadata = registry.metadata("tiny-reviews", 1)

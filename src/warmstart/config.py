@@ -146,12 +146,31 @@ class RegistryConfig(_Section):
         return value
 
 
+class StorageConfig(_Section):
+    endpoint_url: str = Field(
+        "",
+        description="S3 endpoint for s3:// URIs (MinIO, Ceph, SeaweedFS...). Empty: AWS_ENDPOINT_URL from the "
+        "environment, else AWS S3. Credentials never go here: they come from the environment or a secret.",
+    )
+    region: str = Field("", description="S3 region. Empty: AWS_DEFAULT_REGION from the environment.")
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables through which boto3 in every task picks these settings up."""
+        env = {}
+        if self.endpoint_url:
+            env["AWS_ENDPOINT_URL"] = self.endpoint_url
+        if self.region:
+            env["AWS_DEFAULT_REGION"] = self.region
+        return env
+
+
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,7 +20,7 @@ from warmstart.errors import WarmstartError
 from warmstart.gate import load_result
 from warmstart.registry import Registry
 from warmstart.stage import ERROR_FILE_ENV
-from warmstart.storage import scheme_of
+from warmstart.storage import s3_client, scheme_of
 
 # Lines of kfp.local's log worth showing a person: task starts and ends, training progress, errors.
 # A stage's own error line is left out: the CLI repeats it as its last line.
@@ -100,31 +101,45 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False) -> dict[str, An
     (workdir / "runs").mkdir(exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "runs"))
     started = time.perf_counter()
-    previous = os.environ.get(ERROR_FILE_ENV)
-    os.environ[ERROR_FILE_ENV] = str(error_file)
     progress_file = workdir / "runs" / f"{run_id}.log"
-    progress = ProgressLog(progress_file, sys.stdout, verbose)
+    # kfp.local's task processes inherit this process's environment, and so does the lookup below.
+    with environment({ERROR_FILE_ENV: str(error_file), **cfg.storage.environment()}):
+        progress = ProgressLog(progress_file, sys.stdout, verbose)
+        try:
+            with contextlib.redirect_stdout(progress), warnings.catch_warnings():
+                # kfp.local notes that GPU requests and display names do nothing locally: true, and expected.
+                warnings.filterwarnings(
+                    "ignore", message=".*(have no effect in the current local runner|non-Python base image).*"
+                )
+                pipeline_run = build_pipeline(cfg)(config=cfg.model_dump(), run_id=run_id)
+        except RuntimeError as err:
+            if error_file.is_file():
+                raise PipelineFailed(error_file.read_text(encoding="utf-8")) from None
+            raise PipelineFailed(f"{str(err).splitlines()[0]}; the full log is {progress_file}") from None
+        finally:
+            progress.close()
+            error_file.unlink(missing_ok=True)
+        seconds = time.perf_counter() - started
+        gate_result = load_result(pipeline_run.output.path)
+        registered = registration(cfg, gate_result, run_id)
+    return summarize(gate_result, registered, run_id, seconds, progress_file)
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then restore what was there (a fresh S3 client too)."""
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    s3_client.cache_clear()
     try:
-        with contextlib.redirect_stdout(progress), warnings.catch_warnings():
-            # kfp.local notes that GPU requests and display names do nothing locally: true, and expected.
-            warnings.filterwarnings(
-                "ignore", message=".*(have no effect in the current local runner|non-Python base image).*"
-            )
-            pipeline_run = build_pipeline(cfg)(config=cfg.model_dump(), run_id=run_id)
-    except RuntimeError as err:
-        if error_file.is_file():
-            raise PipelineFailed(error_file.read_text(encoding="utf-8")) from None
-        raise PipelineFailed(f"{str(err).splitlines()[0]}; the full log is {progress_file}") from None
+        yield
     finally:
-        progress.close()
-        error_file.unlink(missing_ok=True)
-        if previous is None:
-            os.environ.pop(ERROR_FILE_ENV, None)
-        else:
-            os.environ[ERROR_FILE_ENV] = previous
-    seconds = time.perf_counter() - started
-    gate_result = load_result(pipeline_run.output.path)
-    return summarize(gate_result, registration(cfg, gate_result, run_id), run_id, seconds, progress_file)
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        s3_client.cache_clear()
 
 
 def registration(cfg: Config, gate_result: dict[str, Any], run_id: str) -> dict[str, Any] | None:
