@@ -229,7 +229,9 @@ def test_server_stopped_during_an_upload_leaves_no_half_version(tmp_path, tiny_r
             return upload(self, key, path)
 
         monkeypatch.setattr(S3Store, "put_file", stop_server_then_upload)
-        with pytest.raises(StorageError, match="does not answer; check AWS_ENDPOINT_URL"):
+        with pytest.raises(
+            StorageError, match=r"does not answer; check storage.endpoint_url \(or AWS_ENDPOINT_URL\)"
+        ):
             register(config(uri), **make_run_outputs(tmp_path / "b", tiny_random_model, 2))
         monkeypatch.setattr(S3Store, "put_file", upload)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -19,7 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# In a pipe or a pod's log, lines stay whole instead of wrapping at 80 columns.
+console = Console(soft_wrap=not sys.stdout.isatty())
 errors = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -190,8 +193,8 @@ def registry_list(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"registry {uri}", title_justify="left")
-    for column in ("name", "version", "champion", "created", "metric", "gain vs scratch (CI)", "data"):
+    table = Table(title=f"registry {uri}", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("name", "version", "", "created (UTC)", "test metric", "gain vs scratch [CI]"):
         table.add_column(column)
     for row in rows:
         gain = row["gain"]
@@ -199,12 +202,12 @@ def registry_list(
             row["name"],
             str(row["version"]),
             "champion" if row["champion"] else "",
-            row["created"][:19],
-            f"{row['metric']} {row['value']:.4f}",
-            f"{gain['estimate']:+.4f} [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]",
-            row["data_fingerprint"][:12],
+            row["created"][:16].replace("T", " "),
+            f"{row['metric']} {row['value']:.3f}",
+            f"{gain['estimate']:+.3f} [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}]",
         )
-    console.print(table)
+    # A pipe or a log gets whole lines; a terminal wraps to its width.
+    (console if console.is_terminal else Console(width=160)).print(table)
 
 
 @registry_app.command("show")

@@ -91,9 +91,14 @@ def s3_client() -> Any:
             retries={"mode": "standard", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))},
             connect_timeout=10,
             read_timeout=120,
-            s3={"addressing_style": "path"},
+            # S3-compatible servers on their own endpoint want path-style URLs; AWS itself chooses.
+            s3={"addressing_style": "path" if _custom_endpoint() else "auto"},
         ),
     )
+
+
+def _custom_endpoint() -> bool:
+    return bool(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3"))
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -116,7 +121,7 @@ def s3_error(err: Exception, uri: str, action: str) -> StorageError:
     if isinstance(err, EndpointConnectionError):
         return StorageError(
             f"cannot {action} '{uri}': the S3 endpoint {err.kwargs.get('endpoint_url', '')} does not answer; "
-            f"check AWS_ENDPOINT_URL and that the server is up"
+            f"check storage.endpoint_url (or AWS_ENDPOINT_URL) and that the server is up"
         )
     if isinstance(err, ClientError):
         code = err.response.get("Error", {}).get("Code", "")
