@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import random
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +17,13 @@ from warmstart.storage import resolve_local
 POSITIVE = ["good", "great", "wonderful", "superb", "delightful", "moving", "brilliant", "charming"]
 NEGATIVE = ["bad", "awful", "boring", "dull", "terrible", "tedious", "clumsy", "lifeless"]
 FILLER = "the a film story cast plot scene it was is and with its this one two actor music".split()
+
+
+def run_warmstart(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """The `warmstart` command in a new process, as a user runs it; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "warmstart", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def synthetic_rows(count: int, seed: int) -> list[tuple[str, str]]:

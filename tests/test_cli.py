@@ -1,18 +1,16 @@
 """Bad input through the `warmstart` command: one clear line, a non-zero exit, nothing registered."""
 
 import shutil
-import subprocess
-import sys
 
 import pytest
-from conftest import write_csv
+from conftest import run_warmstart, write_csv
 
 
-def run_warmstart(tmp_path, *settings):
-    args = [sys.executable, "-m", "warmstart", "run", "--workdir", str(tmp_path / "work")]
+def run_with(tmp_path, *settings):
+    args = ["run", "--workdir", str(tmp_path / "work")]
     for setting in settings:
         args += ["--set", setting]
-    return subprocess.run(args, capture_output=True, text=True, timeout=300)
+    return run_warmstart(*args, timeout=300)
 
 
 def assert_one_clear_error(result, tmp_path, *fragments):
@@ -34,13 +32,13 @@ def data_file(tmp_path):
 
 
 def test_unknown_config_key(tmp_path):
-    result = run_warmstart(tmp_path, "train.epoch=2")
+    result = run_with(tmp_path, "train.epoch=2")
     assert_one_clear_error(result, tmp_path, "unknown key 'train.epoch'", "epochs")
     assert result.returncode == 2
 
 
 def test_missing_column(tmp_path, data_file):
-    result = run_warmstart(
+    result = run_with(
         tmp_path, f"data.source={data_file}", "data.test_source=", "data.label_column=sentiment"
     )
     assert_one_clear_error(
@@ -50,14 +48,14 @@ def test_missing_column(tmp_path, data_file):
 
 def test_unknown_format(tmp_path, data_file):
     odd = shutil.copyfile(data_file, tmp_path / "reviews.xlsx")
-    result = run_warmstart(tmp_path, f"data.source={odd}", "data.test_source=")
+    result = run_with(tmp_path, f"data.source={odd}", "data.test_source=")
     assert_one_clear_error(result, tmp_path, "cannot tell the format", "data.format")
 
 
 def test_empty_file(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    result = run_warmstart(tmp_path, f"data.source={empty}", "data.test_source=")
+    result = run_with(tmp_path, f"data.source={empty}", "data.test_source=")
     assert_one_clear_error(result, tmp_path, "empty file")
 
 
@@ -65,12 +63,12 @@ def test_one_class_data(tmp_path):
     one = write_csv(
         tmp_path / "one.csv", [(f"fine film {i}", "pos") for i in range(20)], header=("sentence", "label")
     )
-    result = run_warmstart(tmp_path, f"data.source={one}", "data.test_source=")
+    result = run_with(tmp_path, f"data.source={one}", "data.test_source=")
     assert_one_clear_error(result, tmp_path, "single class", "at least two labels")
 
 
 def test_model_without_safetensors(tmp_path, tiny_random_model):
     model = shutil.copytree(tiny_random_model, tmp_path / "pickled-model")
     (model / "model.safetensors").rename(model / "pytorch_model.bin")
-    result = run_warmstart(tmp_path, f"model.source={model}")
+    result = run_with(tmp_path, f"model.source={model}")
     assert_one_clear_error(result, tmp_path, "fetch_model:", "no *.safetensors weights", "refused")

@@ -1,10 +1,9 @@
 """End to end on the real pretrained MiniLM and the shipped SST-2 sample, with a small budget."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+from conftest import run_warmstart
 
 from warmstart.registry import Registry
 
@@ -12,26 +11,18 @@ pytestmark = pytest.mark.e2e
 
 
 def test_demo_on_minilm_registers_a_model_that_beats_scratch(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "warmstart",
-            "run",
-            "--workdir",
-            str(tmp_path),
-            "--set",
-            "train.max_train_samples=600",
-            "--set",
-            "train.epochs=2",
-            "--set",
-            "train.learning_rate=1e-4",
-            "--set",
-            "train.eval_points=3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    result = run_warmstart(
+        "run",
+        "--workdir",
+        str(tmp_path),
+        "--set",
+        "train.max_train_samples=600",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.learning_rate=1e-4",
+        "--set",
+        "train.eval_points=3",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())

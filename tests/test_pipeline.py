@@ -1,20 +1,14 @@
 """The DAG: compiled for Kubeflow, and run for real through kfp.local by the `warmstart` command."""
 
 import json
-import subprocess
-import sys
 
 import yaml
-from conftest import synthetic_rows, write_csv
+from conftest import run_warmstart, synthetic_rows, write_csv
 from kfp import components
 from warmstart.pipelines import compile_pipeline
 
 from warmstart.config import Config
 from warmstart.registry import Registry
-
-
-def warmstart(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "warmstart", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_compiled_pipeline_has_the_five_stages_gpu_and_the_gate_condition(tmp_path):
@@ -65,7 +59,7 @@ def test_storage_settings_reach_every_task(tmp_path):
 
 
 def test_compile_command_writes_the_yaml(tmp_path):
-    result = warmstart(
+    result = run_warmstart(
         "compile",
         "--output",
         str(tmp_path / "out.yaml"),
@@ -83,10 +77,10 @@ def test_compile_command_writes_the_yaml(tmp_path):
 
 def test_compile_refuses_settings_that_cannot_work_in_a_pod(tmp_path):
     output = tmp_path / "out.yaml"
-    no_registry = warmstart("compile", "--output", str(output))
+    no_registry = run_warmstart("compile", "--output", str(output))
     assert no_registry.returncode == 2
     assert "registry.uri is empty" in no_registry.stderr
-    relative = warmstart(
+    relative = run_warmstart(
         "compile",
         "--output",
         str(output),
@@ -132,7 +126,7 @@ def tiny_run_config(tmp_path, model, **gate):
 def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
     """The whole DAG through kfp.local on a tiny model whose pre-training carries over."""
     config = tiny_run_config(tmp_path, tiny_pretrained_model)
-    result = warmstart("run", "--config", str(config), "--workdir", str(tmp_path / "work"))
+    result = run_warmstart("run", "--config", str(config), "--workdir", str(tmp_path / "work"))
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "work" / "summary.json").read_text())
     assert summary["verdict"] == "positive"
@@ -152,7 +146,7 @@ def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
 def test_a_gate_that_does_not_pass_skips_register_and_still_exits_zero(tmp_path, tiny_pretrained_model):
     """Same run, but a minimum gain no model can clear: the DAG ends at the gate, nothing is registered."""
     config = tiny_run_config(tmp_path, tiny_pretrained_model, min_gain=0.95)
-    result = warmstart("run", "--config", str(config), "--workdir", str(tmp_path / "work"))
+    result = run_warmstart("run", "--config", str(config), "--workdir", str(tmp_path / "work"))
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "work" / "summary.json").read_text())
     assert summary["verdict"] == "neutral"
@@ -192,7 +186,7 @@ def test_run_with_data_and_registry_on_s3(tmp_path, s3_prefix, tiny_pretrained_m
         "--set",
         f"storage.endpoint_url={endpoint}",
     ]
-    first = warmstart(*args)
+    first = run_warmstart(*args)
     assert first.returncode == 0, first.stdout + first.stderr
     summary = json.loads((tmp_path / "work" / "summary.json").read_text())
     assert summary["registered"] == {
@@ -209,7 +203,7 @@ def test_run_with_data_and_registry_on_s3(tmp_path, s3_prefix, tiny_pretrained_m
     assert metadata["lineage"]["data_source"] == f"{s3_prefix}/data/train.csv"
     assert "model.safetensors" in registry.store.children("tiny-reviews/versions/1")
 
-    again = warmstart(*args)
+    again = run_warmstart(*args)
     assert again.returncode == 0, again.stdout + again.stderr
     rerun = json.loads((tmp_path / "work" / "summary.json").read_text())
     assert rerun["registered"]["version"] == 1 and not rerun["registered"]["new"]
@@ -222,11 +216,11 @@ def test_a_worse_challenger_does_not_replace_the_champion(tmp_path, tiny_pretrai
     rate far too high) that still beats scratch: the champion check decides, and the champion stays."""
     config = tiny_run_config(tmp_path, tiny_pretrained_model)
     work = ["--config", str(config), "--workdir", str(tmp_path / "work")]
-    first = warmstart("run", *work)
+    first = run_warmstart("run", *work)
     assert first.returncode == 0, first.stdout + first.stderr
     assert json.loads((tmp_path / "work" / "summary.json").read_text())["registered"]["champion"]
 
-    second = warmstart(
+    second = run_warmstart(
         "run", *work, "--set", "train.learning_rate=0.03", "--set", "train.scratch_learning_rate=1e-6"
     )
     assert second.returncode == 0, second.stdout + second.stderr

@@ -246,12 +246,9 @@ def test_server_stopped_during_an_upload_leaves_no_half_version(tmp_path, tiny_r
 
 
 def _cli(*args):
-    import subprocess
-    import sys
+    from conftest import run_warmstart
 
-    return subprocess.run(
-        [sys.executable, "-m", "warmstart", "registry", *args], capture_output=True, text=True
-    )
+    return run_warmstart("registry", *args, timeout=120)
 
 
 def test_registry_commands_list_show_promote_and_rollback(registry_uri, outputs):

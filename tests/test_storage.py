@@ -2,12 +2,10 @@
 
 import http.server
 import shutil
-import subprocess
-import sys
 import threading
 
 import pytest
-from conftest import S3_SECRET_KEY, synthetic_rows, write_csv
+from conftest import S3_SECRET_KEY, run_warmstart, synthetic_rows, write_csv
 
 from warmstart.config import DataConfig, ModelConfig
 from warmstart.errors import DataError, ModelError
@@ -63,24 +61,16 @@ def test_wrong_credentials_are_one_clear_line_without_the_secret(
     upload_s3_file(synthetic_csv, f"{s3_prefix}/data/reviews.csv")
     wrong_secret = "wrong-secret-value-must-not-leak"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong_secret)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "warmstart",
-            "run",
-            "--workdir",
-            str(tmp_path / "work"),
-            "--set",
-            f"data.source={s3_prefix}/data/reviews.csv",
-            "--set",
-            "data.text_column=text",
-            "--set",
-            "data.label_column=sentiment",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_warmstart(
+        "run",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--set",
+        f"data.source={s3_prefix}/data/reviews.csv",
+        "--set",
+        "data.text_column=text",
+        "--set",
+        "data.label_column=sentiment",
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
