@@ -113,3 +113,20 @@ def test_ingest_over_http_and_its_failures(tmp_path, http_root, synthetic_csv):
     (root / "index.html").write_text("<html></html>")
     with pytest.raises(DataError, match="HTML page"):
         ingest(data_config(f"{base}/"), tmp_path / "out")
+
+
+def test_a_large_file_goes_up_and_down_in_parts_with_its_checksum(tmp_path, s3_prefix):
+    """20 MB crosses boto3's 8 MB multipart threshold both ways; the sha256 travels as metadata."""
+    import os
+
+    from warmstart.storage import SHA256_METADATA, sha256_file
+
+    big = tmp_path / "weights.safetensors"
+    big.write_bytes(os.urandom(20 * 1024 * 1024))
+    upload_s3_file(big, f"{s3_prefix}/big/weights.safetensors")
+    bucket, key = split_s3(f"{s3_prefix}/big/weights.safetensors")
+    head = s3_client().head_object(Bucket=bucket, Key=key)
+    assert "-" in head["ETag"]  # a multipart upload's ETag is "<md5 of part md5s>-<parts>"
+    assert head["Metadata"][SHA256_METADATA] == sha256_file(big)
+    copy = fetch_file(f"{s3_prefix}/big/weights.safetensors", "model", tmp_path)
+    assert sha256_file(copy) == sha256_file(big)
