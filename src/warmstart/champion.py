@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from warmstart.config import Config
-from warmstart.finetune import SUMMARY_FILE, build_model_from_dir, test_predictions, write_predictions
+from warmstart.finetune import SUMMARY_FILE, build_model_from_dir, predict_test_split, write_predictions
 from warmstart.ingest import load_card
 from warmstart.metrics import all_metrics
 from warmstart.registry import Registry
@@ -42,7 +42,7 @@ def evaluate_champion(cfg: Config, dataset_dir: str | Path, output_dir: str | Pa
                 )
             else:
                 model, tokenizer = build_model_from_dir(model_dir)
-                test_rows, probabilities = test_predictions(
+                test_rows, probabilities = predict_test_split(
                     model, tokenizer, dataset_dir, cfg.model.max_length, max(64, cfg.train.batch_size)
                 )
                 write_predictions(output_dir, test_rows, probabilities)

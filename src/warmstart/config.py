@@ -66,7 +66,25 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    strategy: Literal["full"] = Field("full", description="How the pretrained arm is fine-tuned.")
+    strategy: Literal["full", "partial_freeze", "llrd", "lora"] = Field(
+        "full",
+        description="How the pretrained arm is fine-tuned: every weight (full), all but the embeddings and "
+        "first `freeze_layers` blocks (partial_freeze), every weight with lower rates for earlier blocks "
+        "(llrd), or low-rank adapters (lora). The scratch arm always trains every weight.",
+    )
+    freeze_layers: int = Field(
+        2, ge=0, le=1000, description="partial_freeze: blocks kept frozen, from the bottom."
+    )
+    layer_decay: float = Field(
+        0.8, gt=0, le=1, description="llrd: each block below the top trains at this factor of the one above."
+    )
+    lora_rank: int = Field(8, ge=1, le=1024, description="lora: rank of the adapters.")
+    lora_alpha: int = Field(16, ge=1, le=4096, description="lora: scaling of the adapters (alpha / rank).")
+    lora_dropout: float = Field(0.1, ge=0, lt=1, description="lora: dropout on the adapter inputs.")
+    lora_target_modules: list[str] = Field(
+        default_factory=list,
+        description="lora: module names to adapt (e.g. query, value). Empty: peft's default for the architecture.",
+    )
     epochs: float = Field(
         3.0, gt=0, le=1000, description="Passes over the training rows (same for both arms)."
     )
@@ -289,7 +307,8 @@ def describe_fields() -> str:
         lines.append(f"{section}:")
         model = field.annotation
         for name, sub in model.model_fields.items():
-            default = yaml.safe_dump(sub.default, default_flow_style=True).strip().removesuffix("...").strip()
+            value = sub.get_default(call_default_factory=True)
+            default = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
             choices = get_args(sub.annotation) if get_origin(sub.annotation) is Literal else ()
             hint = f" One of: {', '.join(choices)}." if choices else ""
             lines.append(f"  # {sub.description}{hint}")

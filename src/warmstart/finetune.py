@@ -26,6 +26,7 @@ from warmstart.fetch import load_manifest
 from warmstart.ingest import load_card
 from warmstart.metrics import all_metrics
 from warmstart.storage import sha256_file
+from warmstart.strategies import finished, prepare
 
 Init = Literal["pretrained", "scratch"]
 INITS: tuple[Init, ...] = ("pretrained", "scratch")
@@ -161,7 +162,11 @@ def finetune(
     total_steps = max(1, math.ceil(steps_per_epoch * train_cfg.epochs))
     eval_every = max(1, math.ceil(total_steps / train_cfg.eval_points))
     learning_rate = train_cfg.learning_rate if init == "pretrained" else train_cfg.scratch_learning_rate
-    model = build_model(init, base_model_dir, label_names, train_cfg.seed)
+    model, parameter_groups = prepare(
+        build_model(init, base_model_dir, label_names, train_cfg.seed), train_cfg, init, learning_rate
+    )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
     classes = len(label_names)
 
     def compute_metrics(prediction) -> dict[str, float]:
@@ -213,6 +218,8 @@ def finetune(
             processing_class=tokenizer,
             compute_metrics=compute_metrics,
             callbacks=[ProgressLine()],
+            # The strategy's parameter groups; the Trainer adds the warmup and decay schedule.
+            optimizers=(torch.optim.AdamW(parameter_groups, lr=learning_rate), None),
         )
         trainer.remove_callback(PrinterCallback)  # ProgressLine reports; raw log dicts are noise
         trainer.train()
@@ -230,7 +237,8 @@ def finetune(
             for entry in trainer.state.log_history
             if "eval_accuracy" in entry
         ]
-    test_rows, probabilities = test_predictions(
+    model = finished(model)  # LoRA adapters merged: predict with, and save, exactly what is registered
+    test_rows, probabilities = predict_test_split(
         model, tokenizer, dataset_dir, cfg.model.max_length, args.per_device_eval_batch_size
     )
 
@@ -244,6 +252,8 @@ def finetune(
         "init": init,
         "learning_rate": learning_rate,
         "strategy": train_cfg.strategy if init == "pretrained" else "full",
+        "trainable_parameters": trainable,
+        "total_parameters": total,
         "train_rows": len(train),
         "validation_rows": len(validation),
         "test_rows": test_rows.num_rows,
@@ -264,7 +274,7 @@ def finetune(
     return summary
 
 
-def test_predictions(
+def predict_test_split(
     model, tokenizer, dataset_dir: Path, max_length: int, batch_size: int
 ) -> tuple[pa.Table, np.ndarray]:
     """The test split and `model`'s class probabilities for each of its rows."""
