@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -66,3 +67,26 @@ def test_pretrained_start_transfers(tmp_path, synthetic_csv, tiny_pretrained_mod
     }
     assert arms["pretrained"]["learning_curve"][0]["accuracy"] > 0.9
     assert arms["scratch"]["learning_curve"][0]["accuracy"] < 0.75
+
+
+def test_step_budget_accumulation_and_schedule(prepared):
+    """max_steps overrides epochs; with accumulation a step is several batches; the cosine schedule runs."""
+    cfg, work = prepared
+    train = cfg.train.model_copy(
+        update={"max_steps": 5, "gradient_accumulation_steps": 2, "lr_schedule": "cosine", "eval_points": 5}
+    )
+    summary = finetune(
+        cfg.model_copy(update={"train": train}),
+        "scratch",
+        work / "data",
+        work / "base",
+        work / "s" / "m",
+        work / "s" / "e",
+    )
+    assert summary["steps"] == 5
+    assert [p["step"] for p in summary["learning_curve"]] == [0, 1, 2, 3, 4, 5]
+    # 16 rows per batch and 2 batches per step: an epoch is ceil(ceil(rows / 16) / 2) steps.
+    rows = json.loads((work / "data" / "data_card.json").read_text())["rows"]["train"]
+    steps_per_epoch = math.ceil(math.ceil(rows / 16) / 2)
+    assert summary["learning_curve"][-1]["epoch"] == pytest.approx(round(5 / steps_per_epoch, 4))
+    assert summary["lr_schedule"] == "cosine"

@@ -85,6 +85,20 @@ class TrainConfig(_Section):
         default_factory=list,
         description="lora: module names to adapt (e.g. query, value). Empty: peft's default for the architecture.",
     )
+    max_steps: int = Field(
+        0,
+        ge=0,
+        description="Budget in optimizer steps instead of epochs (0: use `epochs`). Same for both arms.",
+    )
+    gradient_accumulation_steps: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Batches summed into one optimizer step (effective batch = batch_size × this).",
+    )
+    lr_schedule: Literal["linear", "cosine"] = Field(
+        "linear", description="Learning-rate decay after the warmup."
+    )
     epochs: float = Field(
         3.0, gt=0, le=1000, description="Passes over the training rows (same for both arms)."
     )

@@ -158,8 +158,11 @@ def finetune(
     # Evaluation order does not change the metric; sorted batches carry almost no padding.
     validation = validation.select(np.argsort(np.asarray(validation["length"]), kind="stable"))
 
-    steps_per_epoch = math.ceil(len(train) / train_cfg.batch_size)
-    total_steps = max(1, math.ceil(steps_per_epoch * train_cfg.epochs))
+    # A step is one optimizer update: batch_size × gradient_accumulation_steps examples.
+    steps_per_epoch = math.ceil(
+        math.ceil(len(train) / train_cfg.batch_size) / train_cfg.gradient_accumulation_steps
+    )
+    total_steps = train_cfg.max_steps or max(1, math.ceil(steps_per_epoch * train_cfg.epochs))
     eval_every = max(1, math.ceil(total_steps / train_cfg.eval_points))
     learning_rate = train_cfg.learning_rate if init == "pretrained" else train_cfg.scratch_learning_rate
     model, parameter_groups = prepare(
@@ -195,7 +198,8 @@ def finetune(
             learning_rate=learning_rate,
             weight_decay=train_cfg.weight_decay,
             warmup_steps=train_cfg.warmup_ratio,
-            lr_scheduler_type="linear",
+            gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
+            lr_scheduler_type=train_cfg.lr_schedule,
             eval_strategy="steps",
             eval_steps=eval_every,
             eval_on_start=True,
@@ -258,6 +262,8 @@ def finetune(
         "validation_rows": len(validation),
         "test_rows": test_rows.num_rows,
         "steps": total_steps,
+        "gradient_accumulation_steps": train_cfg.gradient_accumulation_steps,
+        "lr_schedule": train_cfg.lr_schedule,
         "epochs": train_cfg.epochs,
         "batch_size": train_cfg.batch_size,
         "seed": train_cfg.seed,
