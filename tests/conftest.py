@@ -58,9 +58,11 @@ def minilm_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_random_model(tmp_path_factory, minilm_dir) -> Path:
     """A 2-layer, 32-wide BERT with random weights and the MiniLM tokenizer (safetensors)."""
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     target = tmp_path_factory.mktemp("tiny-random-bert")
+    torch.manual_seed(0)  # the same weights whichever test builds it first
     config = BertConfig(
         vocab_size=30522,
         hidden_size=32,

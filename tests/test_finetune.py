@@ -6,8 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import tiny_config
 
+from warmstart.errors import ConfigError
 from warmstart.fetch import fetch_model
-from warmstart.finetune import finetune
+from warmstart.finetune import finetune, resolve_precision
 from warmstart.ingest import ingest
 
 
@@ -90,3 +91,42 @@ def test_step_budget_accumulation_and_schedule(prepared):
     steps_per_epoch = math.ceil(math.ceil(rows / 16) / 2)
     assert summary["learning_curve"][-1]["epoch"] == pytest.approx(round(5 / steps_per_epoch, 4))
     assert summary["lr_schedule"] == "cosine"
+
+
+def with_train(cfg, **changes):
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update=changes)})
+
+
+def test_early_stopping_ends_an_arm_whose_metric_stopped_improving(prepared):
+    cfg, work = prepared
+    cfg = with_train(cfg, epochs=8, eval_points=16, early_stopping_patience=3, learning_rate=1e-2)
+    summary = finetune(cfg, "pretrained", work / "data", work / "base", work / "es" / "m", work / "es" / "e")
+    accuracies = [point["accuracy"] for point in summary["learning_curve"]]
+    assert summary["stopped_early"] and summary["steps_trained"] < summary["steps"]
+    assert summary["learning_curve"][-1]["step"] == summary["steps_trained"]
+    last_gain = accuracies.index(max(accuracies))
+    assert last_gain >= 1, accuracies
+    assert len(accuracies) - 1 - last_gain == 3, "stops `patience` evaluations after the last gain"
+
+
+def test_bf16_autocast_trains_on_cpu(prepared):
+    cfg, work = prepared
+    summary = finetune(
+        with_train(cfg, precision="bf16", epochs=4, learning_rate=1e-2),
+        "pretrained",
+        work / "data",
+        work / "base",
+        work / "bf16" / "m",
+        work / "bf16" / "e",
+    )
+    assert summary["precision"] == "bf16"
+    assert summary["learning_curve"][-1]["accuracy"] > 0.9
+
+
+def test_precision_follows_the_device():
+    assert resolve_precision("auto", cuda=False, cuda_bf16=False) == "fp32"
+    assert resolve_precision("auto", cuda=True, cuda_bf16=True) == "bf16"
+    assert resolve_precision("auto", cuda=True, cuda_bf16=False) == "fp16"
+    assert resolve_precision("bf16", cuda=False, cuda_bf16=False) == "bf16"
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        resolve_precision("fp16", cuda=False, cuda_bf16=False)

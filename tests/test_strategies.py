@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from conftest import tiny_config
 from safetensors import safe_open
 
@@ -68,7 +69,15 @@ def test_lora_trains_adapters_and_the_head_only(classifier):
     assert sum(p.numel() for g in groups for p in g["params"]) < total / 10
 
 
-@pytest.mark.parametrize("strategy", ["partial_freeze", "llrd", "lora"])
+def test_feature_extraction_trains_the_classification_layer_only(classifier):
+    model, groups = prepare(classifier, TrainConfig(strategy="feature_extraction"), "pretrained", 1e-3)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"classifier.weight", "classifier.bias"}
+    assert sum(p.numel() for g in groups for p in g["params"]) == 32 * 2 + 2
+    assert all(m.p == 0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+
+
+@pytest.mark.parametrize("strategy", ["feature_extraction", "partial_freeze", "llrd", "lora"])
 def test_scratch_always_trains_everything(tiny_random_model, strategy):
     scratch = build_model("scratch", tiny_random_model, ["neg", "pos"], seed=0)
     model, _ = prepare(scratch, TrainConfig(strategy=strategy), "scratch", 1e-3)
@@ -130,3 +139,38 @@ def test_a_lora_model_is_saved_merged_and_loads_like_any_other(prepared):
         "0": "neg",
         "1": "pos",
     }
+
+
+def test_cached_features_train_the_same_layer_as_running_the_frozen_network(prepared):
+    """Training on features computed once equals re-running the frozen network every step."""
+    cfg, work = prepared
+    summaries, weights = {}, {}
+    for cache in (True, False):
+        train = cfg.train.model_copy(
+            update={"strategy": "feature_extraction", "cache_features": cache, "learning_rate": 1e-2}
+        )
+        out = work / f"fe-{cache}"
+        summaries[cache] = finetune(
+            cfg.model_copy(update={"train": train}),
+            "pretrained",
+            work / "data",
+            work / "base",
+            out / "m",
+            out / "e",
+        )
+        with safe_open(out / "m" / "model.safetensors", "np") as tuned:
+            weights[cache] = {key: tuned.get_tensor(key) for key in tuned.keys()}
+    assert summaries[True]["cached_features"] and not summaries[False]["cached_features"]
+    assert summaries[True]["trainable_parameters"] == 32 * 2 + 2
+    for key, value in weights[False].items():
+        assert np.allclose(weights[True][key], value, atol=1e-5), key
+    with safe_open(work / "base" / "model.safetensors", "np") as base:
+        assert np.array_equal(
+            base.get_tensor("encoder.layer.1.output.dense.weight"),
+            weights[True]["bert.encoder.layer.1.output.dense.weight"],
+        )
+    untrained = build_model("pretrained", work / "base", ["neg", "pos"], seed=cfg.train.seed)
+    assert not np.allclose(weights[True]["classifier.weight"], untrained.classifier.weight.detach().numpy())
+    curves = [[point["accuracy"] for point in summaries[c]["learning_curve"]] for c in (True, False)]
+    assert np.allclose(curves[0], curves[1], atol=1e-6)
+    assert summaries[True]["test_metrics"] == pytest.approx(summaries[False]["test_metrics"], abs=1e-6)

@@ -8,8 +8,12 @@ validation metrics at step 0 and at evenly spaced steps through the budget.
 
 from __future__ import annotations
 
+import argparse
+import fcntl
 import json
 import math
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,19 +24,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from warmstart.checkpoints import Checkpoints, run_name
 from warmstart.config import Config
-from warmstart.errors import ModelError
+from warmstart.errors import ConfigError, ModelError
 from warmstart.fetch import load_manifest
 from warmstart.ingest import load_card
 from warmstart.metrics import all_metrics
+from warmstart.stage import ERROR_FILE_ENV, user_errors
 from warmstart.storage import sha256_file
-from warmstart.strategies import finished, prepare
+from warmstart.strategies import classification_layer, finished, prepare
 
 Init = Literal["pretrained", "scratch"]
 INITS: tuple[Init, ...] = ("pretrained", "scratch")
 SUMMARY_FILE = "summary.json"
 PREDICTIONS_FILE = "predictions.parquet"
 WEIGHTS_FILE = "model.safetensors"
+# Where torchrun workers keep their shared Trainer checkpoints (set by the launching process).
+TRAINER_DIR_ENV = "WARMSTART_TRAINER_DIR"
 
 
 def _load_split(dataset_dir: Path, split: str):
@@ -85,12 +93,8 @@ def build_model_from_dir(model_dir: Path):
     return model, AutoTokenizer.from_pretrained(model_dir)
 
 
-def predict_probabilities(model, tokenizer, dataset, batch_size: int) -> np.ndarray:
-    """Class probabilities in the dataset's own order, computed on length-sorted batches.
-
-    A plain inference loop rather than Trainer.predict: with length grouping the Trainer also
-    shuffles prediction order, and per-example predictions must line up with their test rows.
-    """
+def _forward_batches(model, tokenizer, dataset, batch_size: int):
+    """Run `model` over `dataset` in length-sorted batches; yields each batch's row indices and output."""
     import torch
     from transformers import DataCollatorWithPadding
 
@@ -99,20 +103,146 @@ def predict_probabilities(model, tokenizer, dataset, batch_size: int) -> np.ndar
         [c for c in dataset.column_names if c not in tokenizer.model_input_names]
     )
     order = np.argsort(np.asarray(dataset["length"]), kind="stable")
-    probabilities = np.empty((len(dataset), model.config.num_labels), dtype=np.float32)
     device = next(model.parameters()).device
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = collate([features[int(i)] for i in rows])
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-            probabilities[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            output = model(**{k: v.to(device) for k, v in batch.items()})
+            yield rows, output
+
+
+def predict_probabilities(model, tokenizer, dataset, batch_size: int) -> np.ndarray:
+    """Class probabilities in the dataset's own order, computed on length-sorted batches.
+
+    A plain inference loop rather than Trainer.predict: with length grouping the Trainer also
+    shuffles prediction order, and per-example predictions must line up with their test rows.
+    """
+    import torch
+
+    probabilities = np.empty((len(dataset), model.config.num_labels), dtype=np.float32)
+    for rows, output in _forward_batches(model, tokenizer, dataset, batch_size):
+        probabilities[rows] = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
     return probabilities
 
 
 def _evaluated_at(log_history: list[dict[str, Any]], step: int) -> bool:
     return any("eval_accuracy" in entry and entry["step"] == step for entry in log_history)
+
+
+def resolve_precision(precision: str, cuda: bool, cuda_bf16: bool) -> str:
+    """fp32, bf16 or fp16 for `train.precision` on this machine (auto: bf16 or fp16 on CUDA, fp32 on CPU)."""
+    if precision == "auto":
+        return ("bf16" if cuda_bf16 else "fp16") if cuda else "fp32"
+    if precision == "fp16" and not cuda:
+        raise ConfigError("train.precision fp16 needs a CUDA GPU and this machine has none; use auto or bf16")
+    return precision
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) under torchrun; (0, 1) in a single process."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _checkpoints(cfg: Config, init: Init, card: dict[str, Any], base_model_dir: Path) -> Checkpoints | None:
+    root = cfg.checkpoint_root()
+    if not root or not cfg.train.checkpoint_steps:
+        return None
+    manifest = load_manifest(base_model_dir)
+    run = run_name(
+        init,
+        cfg.train.model_dump(),
+        data=card["fingerprint"],
+        base_model={name: entry["sha256"] for name, entry in manifest["files"].items()},
+        max_length=cfg.model.max_length,
+    )
+    return Checkpoints(root, run, cfg.train.checkpoint_keep)
+
+
+def encoder_features(model, tokenizer, dataset, batch_size: int) -> np.ndarray:
+    """The input of the final classification layer for every row, from one pass of the frozen network."""
+    import torch
+
+    layer = classification_layer(model)
+    captured: list[torch.Tensor] = []
+    hook = layer.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].detach()))
+    features = np.empty((len(dataset), layer.in_features), dtype=np.float32)
+    try:
+        for rows, _ in _forward_batches(model, tokenizer, dataset, batch_size):
+            features[rows] = captured.pop().float().cpu().numpy()
+    finally:
+        hook.remove()
+    return features
+
+
+def layer_on_features(layer):
+    """A module applying the classification `layer` to cached features, with the model's own loss.
+
+    The layer is shared with the full model, so training this module trains the registered model.
+    """
+    import torch
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class LayerOnFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, features, labels=None, length=None):  # length: kept for length-grouped batches
+            logits = self.layer(features)
+            loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    return LayerOnFeatures()
+
+
+def _cached(model, tokenizer, dataset, batch_size: int):
+    """`dataset` with its token columns replaced by the frozen network's features."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "features": encoder_features(model, tokenizer, dataset, batch_size),
+            "label": dataset["label"],
+            "length": dataset["length"],
+        }
+    ).with_format("numpy")
+
+
+def _trainer_class():
+    """The Trainer with a training order that depends only on (data_seed, epoch).
+
+    The stock length-grouped sampler draws from the global RNG when an epoch starts, so a run resumed
+    from a checkpoint would see a different order than the run it continues; seeding each epoch's
+    order from the data seed and the epoch number makes a resumed run end exactly as an unbroken one.
+    """
+    import torch
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededSampler(LengthGroupedSampler):
+        def __init__(self, *args, seed: int, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            self.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            return super().__iter__()
+
+    class SeededTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is not LengthGroupedSampler:
+                return sampler
+            return EpochSeededSampler(
+                sampler.batch_size, lengths=sampler.lengths, seed=self.args.data_seed or self.args.seed
+            )
+
+    return SeededTrainer
 
 
 def finetune(
@@ -123,29 +253,64 @@ def finetune(
     model_dir: str | Path,
     evaluation_dir: str | Path,
 ) -> dict[str, Any]:
-    """Train one arm and write its model, test predictions, learning curve and summary."""
+    """Train one arm and write its model, test predictions, learning curve and summary.
+
+    With `train.nproc_per_node` > 1 this process starts torchrun, which runs the same function in
+    every worker; the first worker writes the outputs.
+    """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    dataset_dir, base_model_dir = Path(dataset_dir), Path(base_model_dir)
+    model_dir, evaluation_dir = Path(model_dir), Path(evaluation_dir)
+    if cfg.train.num_nodes > 1 and "LOCAL_RANK" not in os.environ:
+        from warmstart.trainjob import finetune_on_trainer
+
+        return finetune_on_trainer(cfg, init, dataset_dir, base_model_dir, model_dir, evaluation_dir)
+    if cfg.train.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+        return _torchrun(cfg, init, dataset_dir, base_model_dir, model_dir, evaluation_dir)
+    if "LOCAL_RANK" in os.environ:  # a torchrun worker: the processes of a node share one directory
+        shared = os.environ.get(TRAINER_DIR_ENV) or Path(tempfile.gettempdir()) / (
+            f"warmstart-trainer-{os.environ.get('TORCHELASTIC_RUN_ID', '')}-{os.environ.get('MASTER_PORT', '')}"
+        )
+        Path(shared).mkdir(parents=True, exist_ok=True)
+        return _train(cfg, init, dataset_dir, base_model_dir, model_dir, evaluation_dir, Path(shared))
+    with tempfile.TemporaryDirectory(prefix="warmstart-trainer-") as trainer_dir:
+        return _train(cfg, init, dataset_dir, base_model_dir, model_dir, evaluation_dir, Path(trainer_dir))
+
+
+def _train(
+    cfg: Config,
+    init: Init,
+    dataset_dir: Path,
+    base_model_dir: Path,
+    model_dir: Path,
+    evaluation_dir: Path,
+    trainer_dir: Path,
+) -> dict[str, Any]:
     import datasets
     import torch
     import transformers
     from transformers import (
         AutoTokenizer,
         DataCollatorWithPadding,
-        Trainer,
+        EarlyStoppingCallback,
         TrainerCallback,
         TrainingArguments,
+        default_data_collator,
     )
     from transformers.trainer_callback import PrinterCallback
 
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    dataset_dir, base_model_dir = Path(dataset_dir), Path(base_model_dir)
-    model_dir, evaluation_dir = Path(model_dir), Path(evaluation_dir)
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     card = load_card(dataset_dir)
     label_names = card["label_names"]
     train_cfg = cfg.train
+    rank, world = _world()
+    cuda = torch.cuda.is_available()
+    precision = resolve_precision(train_cfg.precision, cuda, cuda and torch.cuda.is_bf16_supported())
+    strategy = train_cfg.strategy if init == "pretrained" else "full"
+    cache = strategy == "feature_extraction" and train_cfg.cache_features
 
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
     train = _load_split(dataset_dir, "train")
@@ -158,92 +323,137 @@ def finetune(
     # Evaluation order does not change the metric; sorted batches carry almost no padding.
     validation = validation.select(np.argsort(np.asarray(validation["length"]), kind="stable"))
 
-    # A step is one optimizer update: batch_size × gradient_accumulation_steps examples.
+    # A step is one optimizer update: batch_size × processes × gradient_accumulation_steps examples.
     steps_per_epoch = math.ceil(
-        math.ceil(len(train) / train_cfg.batch_size) / train_cfg.gradient_accumulation_steps
+        math.ceil(len(train) / (train_cfg.batch_size * world)) / train_cfg.gradient_accumulation_steps
     )
     total_steps = train_cfg.max_steps or max(1, math.ceil(steps_per_epoch * train_cfg.epochs))
     eval_every = max(1, math.ceil(total_steps / train_cfg.eval_points))
     learning_rate = train_cfg.learning_rate if init == "pretrained" else train_cfg.scratch_learning_rate
+    eval_batch_size = max(64, train_cfg.batch_size)
+    checkpoints = _checkpoints(cfg, init, card, base_model_dir)
+    resume = _resume_point(checkpoints, trainer_dir)
+    args = TrainingArguments(
+        output_dir=str(trainer_dir),
+        per_device_train_batch_size=train_cfg.batch_size,
+        per_device_eval_batch_size=eval_batch_size,
+        max_steps=total_steps,
+        learning_rate=learning_rate,
+        weight_decay=train_cfg.weight_decay,
+        warmup_steps=train_cfg.warmup_ratio,
+        gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
+        lr_scheduler_type=train_cfg.lr_schedule,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        torch_compile=train_cfg.compile,
+        eval_strategy="steps",
+        eval_steps=eval_every,
+        eval_on_start=resume is None,  # the step-0 point; a resumed run has it in its restored history
+        save_strategy="steps" if checkpoints else "no",
+        save_steps=train_cfg.checkpoint_steps or total_steps,
+        save_total_limit=1,
+        save_only_model=False,
+        metric_for_best_model=f"eval_{cfg.gate.metric}",
+        greater_is_better=True,
+        restore_callback_states_from_checkpoint=True,
+        logging_strategy="no",
+        report_to=[],
+        seed=train_cfg.seed,
+        data_seed=train_cfg.seed,
+        train_sampling_strategy="group_by_length",
+        disable_tqdm=not sys.stderr.isatty() or rank != 0,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,
+        use_cpu=not cuda,
+        ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
+    )
     model, parameter_groups = prepare(
         build_model(init, base_model_dir, label_names, train_cfg.seed), train_cfg, init, learning_rate
     )
+    model.to(args.device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     classes = len(label_names)
+    started = time.perf_counter()
+    if cache:
+        train = _cached(model, tokenizer, train, eval_batch_size)
+        validation = _cached(model, tokenizer, validation, eval_batch_size)
+        trained, collator = layer_on_features(classification_layer(model)), default_data_collator
+    else:
+        trained, collator = model, DataCollatorWithPadding(tokenizer)
 
     def compute_metrics(prediction) -> dict[str, float]:
         return all_metrics(prediction.label_ids, prediction.predictions.argmax(-1), classes)
 
-    started = time.perf_counter()
+    class Progress(TrainerCallback):
+        """One line per learning-curve point (readable in a terminal and in a pod's log); checkpoints
+        leave the pod as soon as the Trainer has written them, and at every epoch end."""
 
-    class ProgressLine(TrainerCallback):
-        """One line per learning-curve point: readable in a terminal and in a pod's log."""
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if checkpoints:
+                control.should_save = True
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            print(
-                f"finetune[{init}] step {state.global_step}/{total_steps} "
-                f"validation accuracy {metrics.get('eval_accuracy', float('nan')):.4f} "
-                f"macro_f1 {metrics.get('eval_macro_f1', float('nan')):.4f} "
-                f"({time.perf_counter() - started:.0f}s)",
-                flush=True,
-            )
+            if state.is_world_process_zero:
+                print(
+                    f"finetune[{init}] step {state.global_step}/{total_steps} "
+                    f"validation accuracy {metrics.get('eval_accuracy', float('nan')):.4f} "
+                    f"macro_f1 {metrics.get('eval_macro_f1', float('nan')):.4f} "
+                    f"({time.perf_counter() - started:.0f}s)",
+                    flush=True,
+                )
 
-    with tempfile.TemporaryDirectory(prefix="warmstart-trainer-") as scratch_space:
-        args = TrainingArguments(
-            output_dir=scratch_space,
-            per_device_train_batch_size=train_cfg.batch_size,
-            per_device_eval_batch_size=max(64, train_cfg.batch_size),
-            max_steps=total_steps,
-            learning_rate=learning_rate,
-            weight_decay=train_cfg.weight_decay,
-            warmup_steps=train_cfg.warmup_ratio,
-            gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
-            lr_scheduler_type=train_cfg.lr_schedule,
-            eval_strategy="steps",
-            eval_steps=eval_every,
-            eval_on_start=True,
-            save_strategy="no",
-            logging_strategy="no",
-            report_to=[],
-            seed=train_cfg.seed,
-            data_seed=train_cfg.seed,
-            train_sampling_strategy="group_by_length",
-            disable_tqdm=not sys.stderr.isatty(),
-            dataloader_num_workers=0,
-            dataloader_pin_memory=torch.cuda.is_available(),
+        def on_save(self, args, state, control, **kwargs):
+            if world > 1:
+                torch.distributed.barrier()  # every worker's RNG state is on disk
+            if checkpoints and state.is_world_process_zero:
+                checkpoints.save(trainer_dir / f"checkpoint-{state.global_step}", state.global_step)
+
+    callbacks: list[Any] = [Progress()]
+    if train_cfg.early_stopping_patience:
+        callbacks.append(
+            EarlyStoppingCallback(train_cfg.early_stopping_patience, train_cfg.early_stopping_threshold)
         )
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=train,
-            eval_dataset=validation,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            processing_class=tokenizer,
-            compute_metrics=compute_metrics,
-            callbacks=[ProgressLine()],
-            # The strategy's parameter groups; the Trainer adds the warmup and decay schedule.
-            optimizers=(torch.optim.AdamW(parameter_groups, lr=learning_rate), None),
+    if resume is not None and rank == 0:
+        print(
+            f"finetune[{init}] resuming from step {resume.name.split('-')[-1]} of {total_steps} "
+            f"({checkpoints.uri})",
+            flush=True,
         )
-        trainer.remove_callback(PrinterCallback)  # ProgressLine reports; raw log dicts are noise
-        trainer.train()
-        if not _evaluated_at(trainer.state.log_history, trainer.state.global_step):
-            trainer.evaluate()
-        train_seconds = time.perf_counter() - started
-        curve = [
-            {
-                "step": entry["step"],
-                "epoch": round(entry["step"] / steps_per_epoch, 4),
-                "accuracy": entry["eval_accuracy"],
-                "macro_f1": entry["eval_macro_f1"],
-                "loss": entry["eval_loss"],
-            }
-            for entry in trainer.state.log_history
-            if "eval_accuracy" in entry
-        ]
+    trainer = _trainer_class()(
+        model=trained,
+        args=args,
+        train_dataset=train,
+        eval_dataset=validation,
+        data_collator=collator,
+        processing_class=None if cache else tokenizer,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        # The strategy's parameter groups; the Trainer adds the warmup and decay schedule.
+        optimizers=(torch.optim.AdamW(parameter_groups, lr=learning_rate, fused=cuda), None),
+    )
+    trainer.remove_callback(PrinterCallback)  # Progress reports; raw log dicts are noise
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if not _evaluated_at(trainer.state.log_history, trainer.state.global_step):
+        trainer.evaluate()
+    train_seconds = time.perf_counter() - started
+    curve = [
+        {
+            "step": entry["step"],
+            "epoch": round(entry["step"] / steps_per_epoch, 4),
+            "accuracy": entry["eval_accuracy"],
+            "macro_f1": entry["eval_macro_f1"],
+            "loss": entry["eval_loss"],
+        }
+        for entry in trainer.state.log_history
+        if "eval_accuracy" in entry
+    ]
+    stopped_at = trainer.state.global_step
+    if rank != 0:
+        return {}
     model = finished(model)  # LoRA adapters merged: predict with, and save, exactly what is registered
     test_rows, probabilities = predict_test_split(
-        model, tokenizer, dataset_dir, cfg.model.max_length, args.per_device_eval_batch_size
+        model, tokenizer, dataset_dir, cfg.model.max_length, eval_batch_size
     )
 
     test_metrics = all_metrics(test_rows.column("label").to_numpy(), probabilities.argmax(axis=1), classes)
@@ -255,13 +465,19 @@ def finetune(
     summary = {
         "init": init,
         "learning_rate": learning_rate,
-        "strategy": train_cfg.strategy if init == "pretrained" else "full",
+        "strategy": strategy,
+        "cached_features": cache,
+        "precision": precision,
+        "processes": world,
         "trainable_parameters": trainable,
         "total_parameters": total,
         "train_rows": len(train),
         "validation_rows": len(validation),
         "test_rows": test_rows.num_rows,
         "steps": total_steps,
+        "steps_trained": stopped_at,
+        "stopped_early": stopped_at < total_steps,
+        "resumed_from_step": int(resume.name.split("-")[-1]) if resume else None,
         "gradient_accumulation_steps": train_cfg.gradient_accumulation_steps,
         "lr_schedule": train_cfg.lr_schedule,
         "epochs": train_cfg.epochs,
@@ -277,7 +493,62 @@ def finetune(
         "test_fingerprint": card["fingerprints"]["test"],
     }
     (evaluation_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    if checkpoints:
+        checkpoints.clear()  # the model is written: a rerun starts afresh
     return summary
+
+
+def _resume_point(checkpoints: Checkpoints | None, trainer_dir: Path) -> Path | None:
+    """The newest complete checkpoint, downloaded once per node: the first process to get the lock
+    fetches it, the node's other torchrun workers use that copy."""
+    if checkpoints is None:
+        return None
+    with open(trainer_dir / ".restore.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = trainer_dir / ".restored"
+        if not marker.exists():
+            found = checkpoints.restore(trainer_dir)
+            marker.write_text(found.name if found else "")
+        name = marker.read_text()
+    return trainer_dir / name if name else None
+
+
+def _torchrun(
+    cfg: Config, init: Init, dataset_dir: Path, base_model_dir: Path, model_dir: Path, evaluation_dir: Path
+) -> dict[str, Any]:
+    """Run this finetune in `nproc_per_node` DDP workers via torchrun and return the first worker's summary."""
+    with tempfile.TemporaryDirectory(prefix="warmstart-torchrun-") as work:
+        work_dir = Path(work)
+        trainer_dir, error_file = work_dir / "trainer", work_dir / "error.txt"
+        trainer_dir.mkdir()
+        config_file = work_dir / "config.json"
+        config_file.write_text(cfg.model_dump_json())
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={cfg.train.nproc_per_node}",
+            "-m",
+            "warmstart.finetune",
+            *("--config", str(config_file), "--init", init),
+            *("--dataset", str(dataset_dir), "--base-model", str(base_model_dir)),
+            *("--model", str(model_dir), "--evaluation", str(evaluation_dir)),
+        ]
+        env = {**os.environ, TRAINER_DIR_ENV: str(trainer_dir), ERROR_FILE_ENV: str(error_file)}
+        # Workers' progress lines pass through; torchrun's own report of a failed worker is a
+        # traceback, shown only when the worker left no message of its own.
+        with open(work_dir / "stderr.txt", "w+") as stderr:
+            failed = subprocess.run(command, env=env, stderr=stderr).returncode != 0
+            if failed:
+                if error_file.exists():
+                    reason = error_file.read_text().strip().removeprefix(f"finetune[{init}]: ")
+                else:
+                    stderr.seek(0)
+                    sys.stderr.write(stderr.read()[-20_000:])
+                    reason = "a worker failed (its log is above)"
+                raise ModelError(f"torchrun with {cfg.train.nproc_per_node} processes failed: {reason}")
+    return json.loads((evaluation_dir / SUMMARY_FILE).read_text())
 
 
 def predict_test_split(
@@ -312,3 +583,41 @@ def load_evaluation(evaluation_dir: str | Path) -> tuple[dict[str, Any], pa.Tabl
     evaluation_dir = Path(evaluation_dir)
     summary = json.loads((evaluation_dir / SUMMARY_FILE).read_text())
     return summary, pq.read_table(evaluation_dir / PREDICTIONS_FILE)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m warmstart.finetune`: one arm, on its own or as a torchrun worker (also on TrainJob nodes,
+    where the inputs and outputs are s3:// URIs)."""
+    parser = argparse.ArgumentParser(prog="python -m warmstart.finetune", description=main.__doc__)
+    config = parser.add_mutually_exclusive_group(required=True)
+    config.add_argument("--config", help="YAML or JSON config file")
+    config.add_argument("--config-json", help="the config as a JSON string")
+    parser.add_argument("--init", required=True, choices=INITS)
+    for name in ("dataset", "base-model", "model", "evaluation"):
+        parser.add_argument(f"--{name}", required=True, help="a local directory or an s3:// prefix")
+    options = parser.parse_args(argv)
+    from warmstart.config import load_config
+    from warmstart.storage import fetch_tree, put_tree, scheme_of
+
+    with user_errors(f"finetune[{options.init}]"), tempfile.TemporaryDirectory(prefix="warmstart-io-") as io:
+        if options.config_json:
+            cfg = Config.from_dict(json.loads(options.config_json), where="--config-json")
+        else:
+            cfg = load_config(options.config)
+        local = {}
+        for name in ("dataset", "base_model", "model", "evaluation"):
+            uri = getattr(options, name)
+            remote = scheme_of(uri) == "s3"
+            local[name] = Path(io) / name if remote else Path(uri)
+            if remote and name in ("dataset", "base_model"):
+                fetch_tree(uri, local[name])
+        summary = finetune(
+            cfg, options.init, local["dataset"], local["base_model"], local["model"], local["evaluation"]
+        )
+        for name in ("model", "evaluation"):
+            if summary and scheme_of(getattr(options, name)) == "s3":
+                put_tree(local[name], getattr(options, name))
+
+
+if __name__ == "__main__":
+    main()

@@ -273,6 +273,10 @@ class Store:
         """Names directly under `prefix/` (objects and sub-prefixes alike)."""
         raise NotImplementedError
 
+    def delete(self, prefix: str) -> None:
+        """Remove `prefix` and everything under it (nothing happens when it does not exist)."""
+        raise NotImplementedError
+
     def exists(self, key: str) -> bool:
         return self.read(key) is not None
 
@@ -334,6 +338,13 @@ class LocalStore(Store):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.path / key, target)
         return target
+
+    def delete(self, prefix: str) -> None:
+        target = self.path / prefix
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
 
     def children(self, prefix: str) -> list[str]:
         folder = self.path / prefix
@@ -414,6 +425,33 @@ class S3Store(Store):
             names |= {p["Prefix"][len(full) :].rstrip("/") for p in page.get("CommonPrefixes", [])}
             names |= {item["Key"][len(full) :] for item in page.get("Contents", [])}
         return sorted(n for n in names if n)
+
+    def delete(self, prefix: str) -> None:
+        full = self._key(prefix.strip("/"))
+        paginator = s3_client().get_paginator("list_objects_v2")
+        pages = _s3_call(
+            self.uri(prefix), "list", lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=full))
+        )
+        keys = [
+            item["Key"]
+            for page in pages
+            for item in page.get("Contents", [])
+            if item["Key"] == full or item["Key"].startswith(f"{full}/")
+        ]
+        for start in range(0, len(keys), 1000):
+            batch = {"Objects": [{"Key": key} for key in keys[start : start + 1000]], "Quiet": True}
+            _s3_call(
+                self.uri(prefix),
+                "delete",
+                lambda batch=batch: s3_client().delete_objects(Bucket=self.bucket, Delete=batch),
+            )
+
+
+def put_tree(local_dir: Path, uri: str) -> None:
+    """Copy every file under `local_dir` to the directory or s3:// prefix `uri`."""
+    store = open_store(uri)
+    for path in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
+        store.put_file(path.relative_to(local_dir).as_posix(), path)
 
 
 def open_store(uri: str) -> Store:

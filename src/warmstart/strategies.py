@@ -46,6 +46,40 @@ def _groups(named: list[tuple[str, Any]], learning_rate: float, weight_decay: fl
     ]
 
 
+def classification_layer(model: Any) -> Any:
+    """The final linear layer that maps features to class logits (`classifier`, `classifier.out_proj`...)."""
+    import torch
+
+    layers = [
+        module
+        for module in model.modules()
+        if isinstance(module, torch.nn.Linear) and module.out_features == model.config.num_labels
+    ]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no linear layer with {model.config.num_labels} outputs")
+    return layers[-1]
+
+
+def feature_extraction(model: Any, cfg: TrainConfig, learning_rate: float) -> list[dict[str, Any]]:
+    """Only the final classification layer trains; everything below it is a fixed feature extractor.
+
+    Dropout below that layer is switched off: the features are then the same on every pass, which is
+    what lets them be computed once and cached (the layer's input is exactly what the cache holds).
+    """
+    import torch
+
+    layer = classification_layer(model)
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    for parameter in layer.parameters():
+        parameter.requires_grad = True
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    return _groups([(names[id(p)], p) for p in layer.parameters()], learning_rate, cfg.weight_decay)
+
+
 def full(model: Any, cfg: TrainConfig, learning_rate: float) -> list[dict[str, Any]]:
     """Every parameter trains at one rate."""
     for parameter in model.parameters():
@@ -110,7 +144,12 @@ def prepare(
     strategy = cfg.strategy if init == "pretrained" else "full"
     if strategy == "lora":
         return lora(model, cfg, learning_rate)
-    chosen = {"full": full, "partial_freeze": partial_freeze, "llrd": llrd}[strategy]
+    chosen = {
+        "feature_extraction": feature_extraction,
+        "full": full,
+        "partial_freeze": partial_freeze,
+        "llrd": llrd,
+    }[strategy]
     return model, chosen(model, cfg, learning_rate)
 
 
