@@ -23,12 +23,16 @@ from warmstart.components import (
 )
 
 from warmstart.config import Config
+from warmstart.trainjob import IMAGE_ENV
 
 PIPELINE_NAME = "warmstart-transfer"
 
 
 def build_pipeline(config: Config, image: str = DEFAULT_IMAGE) -> Any:
     """The pipeline with `config` as its default parameters and every task running in `image`."""
+
+    # One GPU per training process; a multi-node run's GPUs belong to its TrainJob instead.
+    gpus = config.train.nproc_per_node if config.train.num_nodes == 1 else 0
 
     def in_image(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
         for key, value in config.storage.environment().items():
@@ -55,7 +59,11 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE) -> Any:
                 ),
                 f"finetune ({init})",
             )
-            arms[init].set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+            if gpus:
+                arms[init].set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+            arms[init].set_env_variable(IMAGE_ENV, image)
+            # A rescheduled or failed pod is retried; the retry resumes from its checkpoints.
+            arms[init].set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
         champion = in_image(
             evaluate_champion(config=config, dataset=data.outputs["dataset"]), "evaluate champion"
         )

@@ -55,7 +55,28 @@ def test_storage_settings_reach_every_task(tmp_path):
     spec = yaml.safe_load(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
     for executor in spec["deploymentSpec"]["executors"].values():
         env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+        image = env.pop("WARMSTART_IMAGE", None)
         assert env == {"AWS_ENDPOINT_URL": "http://minio.ml:9000", "AWS_DEFAULT_REGION": "eu-west-1"}
+        assert image in (None, executor["container"]["image"]), "finetune knows its image, for TrainJobs"
+
+
+def test_finetune_tasks_retry_and_request_a_gpu_per_process(tmp_path):
+    spec = yaml.safe_load(
+        compile_pipeline(Config.from_dict({"train": {"nproc_per_node": 4}}), tmp_path / "p.yaml").read_text()
+    )
+    tasks = spec["root"]["dag"]["tasks"]
+    finetunes = [task for name, task in tasks.items() if name.startswith("finetune")]
+    assert len(finetunes) == 2
+    for task in finetunes:
+        assert task["retryPolicy"]["maxRetryCount"] == 2
+    executors = [e for n, e in spec["deploymentSpec"]["executors"].items() if "finetune" in n]
+    for executor in executors:
+        assert executor["container"]["resources"]["accelerator"]["resourceCount"] == "4"
+    multinode = yaml.safe_load(
+        compile_pipeline(Config.from_dict({"train": {"num_nodes": 2}}), tmp_path / "m.yaml").read_text()
+    )
+    for name, executor in multinode["deploymentSpec"]["executors"].items():
+        assert "accelerator" not in executor["container"].get("resources", {}), name
 
 
 def test_compile_command_writes_the_yaml(tmp_path):

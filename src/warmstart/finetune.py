@@ -389,8 +389,12 @@ def _train(
         """One line per learning-curve point (readable in a terminal and in a pod's log); checkpoints
         leave the pod as soon as the Trainer has written them, and at every epoch end."""
 
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_save = False  # the model itself is written next; a checkpoint is waste
+
         def on_epoch_end(self, args, state, control, **kwargs):
-            if checkpoints:
+            if checkpoints and state.global_step < state.max_steps:
                 control.should_save = True
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):

@@ -332,7 +332,11 @@ class LocalStore(Store):
     def put_file(self, key: str, path: Path) -> None:
         target = self.path / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
+        target.unlink(missing_ok=True)
+        try:
+            os.link(path, target)  # same filesystem: no copy (callers never modify a file they put)
+        except OSError:
+            shutil.copyfile(path, target)
 
     def get_file(self, key: str, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)

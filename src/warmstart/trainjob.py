@@ -48,7 +48,12 @@ def job_name(cfg: Config, init: str, card: dict[str, Any], manifest: dict[str, A
 
 def build_trainjob(cfg: Config, name: str, image: str, worker_args: list[str]) -> dict[str, Any]:
     """The TrainJob, checked against the Trainer's API types (kubeflow-trainer-api) before it is sent."""
-    from kubeflow_trainer_api.models import TrainerV1alpha1TrainJob
+    try:
+        from kubeflow_trainer_api.models import TrainerV1alpha1TrainJob
+    except ImportError:
+        raise ConfigError(
+            "train.num_nodes > 1 builds a Kubeflow Trainer TrainJob, which needs pip install 'warmstart[kubeflow]'"
+        ) from None
 
     train = cfg.train
     env = [{"name": key, "value": value} for key, value in sorted(cfg.storage.environment().items())]
