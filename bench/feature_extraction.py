@@ -9,13 +9,12 @@ Usage: python bench/feature_extraction.py [EPOCHS]   (writes bench/results/featu
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from machine import describe
+from machine import describe, write_result
 
 from warmstart.config import Config
 from warmstart.fetch import fetch_model
@@ -66,9 +65,7 @@ def main() -> None:
         "speedup_train": round(runs["uncached"]["train_seconds"] / runs["cached"]["train_seconds"], 2),
         "speedup_wall": round(runs["uncached"]["wall_seconds"] / runs["cached"]["wall_seconds"], 2),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(RESULTS, result)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from pathlib import Path
 
 
 def describe() -> dict[str, object]:
@@ -25,3 +27,10 @@ def describe() -> dict[str, object]:
         "transformers": transformers.__version__,
         "python": platform.python_version(),
     }
+
+
+def write_result(path: Path, result: dict[str, object]) -> None:
+    """Commit-ready JSON beside the other results, and the same on stdout."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))

@@ -5,12 +5,11 @@ Usage: python bench/precision.py [EPOCHS]   (writes bench/results/precision.json
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from machine import describe
+from machine import describe, write_result
 
 from warmstart.config import Config
 from warmstart.fetch import fetch_model
@@ -53,9 +52,7 @@ def main() -> None:
         "runs": runs,
         "bf16_speedup": round(runs["fp32"]["train_seconds"] / runs["bf16"]["train_seconds"], 2),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(RESULTS, result)
 
 
 if __name__ == "__main__":

@@ -143,51 +143,38 @@ def test_a_finetune_killed_after_a_checkpoint_resumes_and_ends_as_if_never_kille
     assert second["model_sha256"] == first["model_sha256"]
 
 
-def test_training_resumes_from_checkpoints_on_s3(prepared, s3_prefix, tmp_path):
+def test_training_resumes_from_checkpoints_on_s3(prepared, s3_prefix, tmp_path, monkeypatch):
     """A restart finds an S3 checkpoint of the same run (here: left by a run stopped after 4 steps)."""
     cfg, work = prepared
-    train = cfg.train.model_copy(update={"checkpoint_uri": s3_prefix, "checkpoint_steps": 4, "epochs": 1})
-    full_run = finetune(
-        cfg.model_copy(update={"train": train}),
-        "scratch",
-        work / "data",
-        work / "base",
-        tmp_path / "a" / "m",
-        tmp_path / "a" / "e",
+    cfg = cfg.model_copy(
+        update={
+            "train": cfg.train.model_copy(
+                update={"checkpoint_uri": s3_prefix, "checkpoint_steps": 4, "epochs": 1}
+            )
+        }
     )
+
+    def arm(name):
+        return finetune(
+            cfg, "scratch", work / "data", work / "base", tmp_path / name / "m", tmp_path / name / "e"
+        )
+
+    full_run = arm("a")
 
     class Stop(Exception):
         pass
 
-    import warmstart.checkpoints as module
-
-    original = module.Checkpoints.save
+    original = Checkpoints.save
 
     def save_then_crash(self, local_dir, step):
         original(self, local_dir, step)
         raise Stop
 
-    module.Checkpoints.save = save_then_crash
-    try:
-        with pytest.raises(Stop):
-            finetune(
-                cfg.model_copy(update={"train": train}),
-                "scratch",
-                work / "data",
-                work / "base",
-                tmp_path / "b" / "m",
-                tmp_path / "b" / "e",
-            )
-    finally:
-        module.Checkpoints.save = original
-    resumed = finetune(
-        cfg.model_copy(update={"train": train}),
-        "scratch",
-        work / "data",
-        work / "base",
-        tmp_path / "b" / "m",
-        tmp_path / "b" / "e",
-    )
+    monkeypatch.setattr(Checkpoints, "save", save_then_crash)
+    with pytest.raises(Stop):
+        arm("b")
+    monkeypatch.setattr(Checkpoints, "save", original)
+    resumed = arm("b")
     assert resumed["resumed_from_step"] == 4
     assert resumed["model_sha256"] == full_run["model_sha256"]
     assert resumed["learning_curve"] == full_run["learning_curve"]

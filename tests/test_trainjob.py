@@ -229,36 +229,28 @@ def test_the_trainjob_follows_the_trainer_api_and_carries_no_secret(tiny_random_
         assert env[key] == {"name": key, "valueFrom": {"secretKeyRef": {"name": "s3-creds", "key": key}}}
 
 
+JOB = {
+    "apiVersion": "trainer.kubeflow.org/v1alpha1",
+    "kind": "TrainJob",
+    "metadata": {"name": "j"},
+    "spec": {"runtimeRef": {"name": "torch-distributed"}},
+}
+
+
 def status(kind, message=""):
     return {"conditions": [{"type": kind, "status": "True", "reason": kind, "message": message}]}
 
 
 def test_waiting_follows_the_job_to_complete(kubernetes_api):
     custom, core = kubernetes_api(KubernetesStandIn(script=[{}, {}, status("Complete")]))
-    job = {
-        "apiVersion": "trainer.kubeflow.org/v1alpha1",
-        "kind": "TrainJob",
-        "metadata": {"name": "j"},
-        "spec": {"runtimeRef": {"name": "torch-distributed"}},
-    }
+    job = JOB
     trainjob.submit(custom, "ml", job)
     trainjob.wait(custom, core, "ml", "j", timeout_s=30, poll_s=0.01)
 
 
 def test_a_failed_job_is_one_error_naming_it_and_where_its_logs_are(kubernetes_api):
     custom, core = kubernetes_api(KubernetesStandIn(script=[{}, status("Failed", "node 1 OOMKilled")]))
-    custom.create_namespaced_custom_object(
-        "trainer.kubeflow.org",
-        "v1alpha1",
-        "ml",
-        "trainjobs",
-        {
-            "apiVersion": "trainer.kubeflow.org/v1alpha1",
-            "kind": "TrainJob",
-            "metadata": {"name": "j"},
-            "spec": {"runtimeRef": {"name": "torch-distributed"}},
-        },
-    )
+    custom.create_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", "ml", "trainjobs", JOB)
     with pytest.raises(
         ModelError, match=r"TrainJob ml/j failed: Failed node 1 OOMKilled; see kubectl -n ml logs"
     ):
@@ -267,18 +259,7 @@ def test_a_failed_job_is_one_error_naming_it_and_where_its_logs_are(kubernetes_a
 
 def test_a_job_that_never_finishes_times_out_clearly(kubernetes_api):
     custom, core = kubernetes_api(KubernetesStandIn(script=[{}]))
-    custom.create_namespaced_custom_object(
-        "trainer.kubeflow.org",
-        "v1alpha1",
-        "ml",
-        "trainjobs",
-        {
-            "apiVersion": "trainer.kubeflow.org/v1alpha1",
-            "kind": "TrainJob",
-            "metadata": {"name": "j"},
-            "spec": {"runtimeRef": {"name": "torch-distributed"}},
-        },
-    )
+    custom.create_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", "ml", "trainjobs", JOB)
     with pytest.raises(ModelError, match="did not finish within 0 min"):
         trainjob.wait(custom, core, "ml", "j", timeout_s=0.05, poll_s=0.01)
 
@@ -286,12 +267,7 @@ def test_a_job_that_never_finishes_times_out_clearly(kubernetes_api):
 def test_a_retried_step_reuses_a_running_job_and_replaces_a_failed_one(kubernetes_api):
     server = KubernetesStandIn(script=[{}])
     custom, _ = kubernetes_api(server)
-    job = {
-        "apiVersion": "trainer.kubeflow.org/v1alpha1",
-        "kind": "TrainJob",
-        "metadata": {"name": "j"},
-        "spec": {"runtimeRef": {"name": "torch-distributed"}},
-    }
+    job = JOB
     trainjob.submit(custom, "ml", job)
     trainjob.submit(custom, "ml", job)  # the job is running: reuse it
     assert len(server.created) == 1 and not server.deleted

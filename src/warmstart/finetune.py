@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warmstart.checkpoints import Checkpoints, run_name
+from warmstart.checkpoints import Checkpoints, arm_run
 from warmstart.config import Config
 from warmstart.errors import ConfigError, ModelError
 from warmstart.fetch import load_manifest
@@ -149,14 +149,7 @@ def _checkpoints(cfg: Config, init: Init, card: dict[str, Any], base_model_dir: 
     root = cfg.checkpoint_root()
     if not root or not cfg.train.checkpoint_steps:
         return None
-    manifest = load_manifest(base_model_dir)
-    run = run_name(
-        init,
-        cfg.train.model_dump(),
-        data=card["fingerprint"],
-        base_model={name: entry["sha256"] for name, entry in manifest["files"].items()},
-        max_length=cfg.model.max_length,
-    )
+    run = arm_run(cfg, init, card, load_manifest(base_model_dir))
     return Checkpoints(root, run, cfg.train.checkpoint_keep)
 
 
@@ -256,7 +249,8 @@ def finetune(
     """Train one arm and write its model, test predictions, learning curve and summary.
 
     With `train.nproc_per_node` > 1 this process starts torchrun, which runs the same function in
-    every worker; the first worker writes the outputs.
+    every worker; the first worker writes the outputs. With `train.num_nodes` > 1 it submits a
+    Kubeflow Trainer TrainJob that does the same on several nodes (warmstart.trainjob).
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from warmstart.checkpoints import run_name
+from warmstart.checkpoints import arm_run
 from warmstart.config import Config
 from warmstart.errors import ConfigError, ModelError
 from warmstart.storage import fetch_tree, open_store, put_tree, scheme_of
@@ -36,14 +36,7 @@ POLL_SECONDS = 10.0
 
 
 def job_name(cfg: Config, init: str, card: dict[str, Any], manifest: dict[str, Any]) -> str:
-    run = run_name(
-        init,
-        cfg.train.model_dump(),
-        data=card["fingerprint"],
-        base_model={name: entry["sha256"] for name, entry in manifest["files"].items()},
-        max_length=cfg.model.max_length,
-    )
-    return f"warmstart-{run}"[:63]
+    return f"warmstart-{arm_run(cfg, init, card, manifest)}"[:63]
 
 
 def build_trainjob(cfg: Config, name: str, image: str, worker_args: list[str]) -> dict[str, Any]:
