@@ -75,8 +75,8 @@ class TrainConfig(_Section):
     )
     cache_features: bool = Field(
         True,
-        description="feature_extraction: run the frozen network once over every split and train the layer on "
-        "the stored features, instead of re-running it every epoch. Same result, far less compute.",
+        description="feature_extraction: run the frozen network once over the training and validation rows and train the layer "
+        "on the stored features, instead of re-running it every epoch. Same result, far less compute.",
     )
     freeze_layers: int = Field(
         2, ge=0, le=1000, description="partial_freeze: blocks kept frozen, from the bottom."
