@@ -106,18 +106,29 @@ def tiny_config(data: Path, model: Path, registry: Path | None = None, **train) 
     return Config.from_dict(values)
 
 
+def stage_inputs(cfg: Config, work: Path) -> tuple[Config, Path]:
+    """Ingest `cfg`'s data into WORK/data and fetch its model into WORK/base, as the DAG's first stages do."""
+    from warmstart.fetch import fetch_model
+    from warmstart.ingest import ingest
+
+    ingest(cfg.data, work / "data")
+    fetch_model(cfg.model, work / "base")
+    return cfg, work
+
+
+def with_train(cfg: Config, **changes) -> Config:
+    """`cfg` with some train.* keys changed."""
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update=changes)})
+
+
 @pytest.fixture(scope="session")
 def tiny_pretrained_model(tmp_path_factory, tiny_random_model) -> Path:
     """The tiny BERT after real pre-training on other synthetic reviews: a start that transfers."""
-    from warmstart.fetch import fetch_model
     from warmstart.finetune import finetune
-    from warmstart.ingest import ingest
 
     work = tmp_path_factory.mktemp("pretraining")
     source = write_csv(work / "pretraining.csv", synthetic_rows(1200, seed=99))
-    cfg = tiny_config(source, tiny_random_model, epochs=3, eval_points=1)
-    ingest(cfg.data, work / "data")
-    fetch_model(cfg.model, work / "base")
+    cfg, _ = stage_inputs(tiny_config(source, tiny_random_model, epochs=3, eval_points=1), work)
     finetune(cfg, "scratch", work / "data", work / "base", work / "model", work / "evaluation")
     return work / "model"
 

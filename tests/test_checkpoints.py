@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_config
+from conftest import stage_inputs, tiny_config
 
 from warmstart.checkpoints import MARKER, Checkpoints, run_name
 from warmstart.errors import WarmstartError
-from warmstart.fetch import fetch_model
 from warmstart.finetune import finetune
-from warmstart.ingest import ingest
 from warmstart.storage import list_s3
 
 
@@ -85,9 +83,7 @@ def test_the_run_name_changes_with_what_shapes_training_only():
 def prepared(tmp_path_factory, synthetic_csv, tiny_random_model):
     work = tmp_path_factory.mktemp("resume")
     cfg = tiny_config(synthetic_csv, tiny_random_model)
-    ingest(cfg.data, work / "data")
-    fetch_model(cfg.model, work / "base")
-    return cfg, work
+    return stage_inputs(cfg, work)
 
 
 def start_finetune(config_file, work, name):

@@ -1,25 +1,17 @@
 """Data-parallel training under torchrun: two CPU processes (gloo) train one model, as one process does."""
 
 import pytest
-from conftest import tiny_config
+from conftest import stage_inputs, tiny_config, with_train
 
 from warmstart.errors import ModelError
-from warmstart.fetch import fetch_model
 from warmstart.finetune import finetune
-from warmstart.ingest import ingest
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, synthetic_csv, tiny_pretrained_model):
     work = tmp_path_factory.mktemp("ddp")
     cfg = tiny_config(synthetic_csv, tiny_pretrained_model, epochs=1, learning_rate=1e-3)
-    ingest(cfg.data, work / "data")
-    fetch_model(cfg.model, work / "base")
-    return cfg, work
-
-
-def with_train(cfg, **changes):
-    return cfg.model_copy(update={"train": cfg.train.model_copy(update=changes)})
+    return stage_inputs(cfg, work)
 
 
 def test_two_torchrun_processes_write_one_model_that_matches_one_process(prepared):

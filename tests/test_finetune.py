@@ -4,21 +4,17 @@ import math
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import tiny_config
+from conftest import stage_inputs, tiny_config, with_train
 
 from warmstart.errors import ConfigError
-from warmstart.fetch import fetch_model
 from warmstart.finetune import finetune, resolve_precision
-from warmstart.ingest import ingest
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, synthetic_csv, tiny_random_model):
     work = tmp_path_factory.mktemp("finetune")
     cfg = tiny_config(synthetic_csv, tiny_random_model)
-    ingest(cfg.data, work / "data")
-    fetch_model(cfg.model, work / "base")
-    return cfg, work
+    return stage_inputs(cfg, work)
 
 
 @pytest.mark.parametrize("init", ["pretrained", "scratch"])
@@ -58,8 +54,7 @@ def test_same_seed_same_model(prepared):
 def test_pretrained_start_transfers(tmp_path, synthetic_csv, tiny_pretrained_model):
     """A model pre-trained on the same kind of data starts (step 0) far above one trained from scratch."""
     cfg = tiny_config(synthetic_csv, tiny_pretrained_model)
-    ingest(cfg.data, tmp_path / "data")
-    fetch_model(cfg.model, tmp_path / "base")
+    stage_inputs(cfg, tmp_path)
     arms = {
         init: finetune(
             cfg, init, tmp_path / "data", tmp_path / "base", tmp_path / init / "m", tmp_path / init / "e"
@@ -91,10 +86,6 @@ def test_step_budget_accumulation_and_schedule(prepared):
     steps_per_epoch = math.ceil(math.ceil(rows / 16) / 2)
     assert summary["learning_curve"][-1]["epoch"] == pytest.approx(round(5 / steps_per_epoch, 4))
     assert summary["lr_schedule"] == "cosine"
-
-
-def with_train(cfg, **changes):
-    return cfg.model_copy(update={"train": cfg.train.model_copy(update=changes)})
 
 
 def test_early_stopping_ends_an_arm_whose_metric_stopped_improving(prepared):

@@ -5,11 +5,9 @@ Skipped without a GPU (CI has none); run with `pytest -m gpu` on a GPU machine.
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import stage_inputs, tiny_config
 
-from warmstart.fetch import fetch_model
 from warmstart.finetune import finetune
-from warmstart.ingest import ingest
 
 pytestmark = [
     pytest.mark.gpu,
@@ -21,9 +19,7 @@ pytestmark = [
 def prepared(tmp_path_factory, synthetic_csv, tiny_pretrained_model):
     work = tmp_path_factory.mktemp("gpu")
     cfg = tiny_config(synthetic_csv, tiny_pretrained_model, epochs=1, learning_rate=1e-3)
-    ingest(cfg.data, work / "data")
-    fetch_model(cfg.model, work / "base")
-    return cfg, work
+    return stage_inputs(cfg, work)
 
 
 def run(prepared, name, **train):

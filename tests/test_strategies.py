@@ -6,13 +6,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import stage_inputs, tiny_config
 from safetensors import safe_open
 
 from warmstart.config import TrainConfig
-from warmstart.fetch import fetch_model
 from warmstart.finetune import build_model, build_model_from_dir, finetune, predict_test_split
-from warmstart.ingest import ingest
 from warmstart.strategies import prepare
 
 
@@ -88,9 +86,7 @@ def test_scratch_always_trains_everything(tiny_random_model, strategy):
 def prepared(tmp_path_factory, synthetic_csv, tiny_random_model):
     work = tmp_path_factory.mktemp("strategies")
     cfg = tiny_config(synthetic_csv, tiny_random_model, epochs=1)
-    ingest(cfg.data, work / "data")
-    fetch_model(cfg.model, work / "base")
-    return cfg, work
+    return stage_inputs(cfg, work)
 
 
 def test_partial_freeze_leaves_frozen_weights_as_they_were(prepared):

@@ -21,13 +21,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from conftest import S3_ACCESS_KEY, S3_SECRET_KEY, tiny_config
+from conftest import S3_ACCESS_KEY, S3_SECRET_KEY, stage_inputs, tiny_config
 
 import warmstart.trainjob as trainjob
 from warmstart.errors import ConfigError, ModelError
-from warmstart.fetch import fetch_model
 from warmstart.finetune import finetune
-from warmstart.ingest import ingest
 
 JOBS = re.compile(r"^/apis/trainer\.kubeflow\.org/v1alpha1/namespaces/([^/]+)/trainjobs(?:/([^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)/log)?$")
@@ -297,8 +295,7 @@ def test_a_two_node_trainjob_trains_and_the_step_gets_its_outputs(
 ):
     """The stand-in runs the TrainJob's command as two 'nodes' on this machine (gloo, one process each)."""
     cfg = multinode(tiny_config(synthetic_csv, tiny_pretrained_model, epochs=1, checkpoint_uri=s3_prefix))
-    ingest(cfg.data, tmp_path / "data")
-    fetch_model(cfg.model, tmp_path / "base")
+    stage_inputs(cfg, tmp_path)
     monkeypatch.setenv(trainjob.IMAGE_ENV, "registry.example/warmstart:test")
     secrets = {"warmstart-s3": {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}}
     server = KubernetesStandIn(execute=True, secrets=secrets)
