@@ -7,7 +7,7 @@ from warmstart.components import DEFAULT_IMAGE
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def fetch_model(config: dict, base_model: Output[Model]):
-    """Resolve model.source into safetensors weights, config and tokenizer, with manifest.json."""
+    """Resolve model.source into safetensors weights, config and tokenizer or image processor, with manifest.json."""
     from warmstart.config import Config
     from warmstart.fetch import fetch_model as fetch
     from warmstart.stage import user_errors

@@ -81,16 +81,13 @@ def synthetic_csv(tmp_path_factory) -> Path:
     return write_csv(tmp_path_factory.mktemp("data") / "reviews.csv", synthetic_rows(400, seed=1))
 
 
-def tiny_config(data: Path, model: Path, registry: Path | None = None, **train) -> Config:
-    """A config that trains a tiny model for a few seconds."""
+def tiny_config(
+    data: Path, model: Path, registry: Path | None = None, images: bool = False, **train
+) -> Config:
+    """A config that trains a tiny model for a few seconds (on the synthetic reviews, or on images)."""
+    columns = {} if images else {"text_column": "text", "label_column": "sentiment"}
     values = {
-        "data": {
-            "source": str(data),
-            "test_source": "",
-            "text_column": "text",
-            "label_column": "sentiment",
-            "test_fraction": 0.25,
-        },
+        "data": {"source": str(data), "test_source": "", "test_fraction": 0.25, **columns},
         "model": {"source": str(model), "max_length": 32},
         "train": {
             "epochs": 2,
@@ -116,6 +113,35 @@ def stage_inputs(cfg: Config, work: Path) -> tuple[Config, Path]:
     return cfg, work
 
 
+def assert_resume_matches_an_unbroken_run(cfg: Config, work: Path, out: Path, monkeypatch, step: int) -> None:
+    """Train the scratch arm once unbroken, and once with a crash right after the first checkpoint is
+    stored (a pod lost there) and a restart: the restart resumes from `step` and ends identically."""
+    from warmstart.checkpoints import Checkpoints
+    from warmstart.finetune import finetune
+
+    def arm(name):
+        return finetune(cfg, "scratch", work / "data", work / "base", out / name / "m", out / name / "e")
+
+    class Crash(Exception):
+        pass
+
+    original = Checkpoints.save
+
+    def save_then_crash(self, local_dir, step):
+        original(self, local_dir, step)
+        raise Crash
+
+    unbroken = arm("unbroken")
+    monkeypatch.setattr(Checkpoints, "save", save_then_crash)
+    with pytest.raises(Crash):
+        arm("resumed")
+    monkeypatch.setattr(Checkpoints, "save", original)
+    resumed = arm("resumed")
+    assert resumed["resumed_from_step"] == step
+    assert resumed["model_sha256"] == unbroken["model_sha256"]
+    assert resumed["learning_curve"] == unbroken["learning_curve"]
+
+
 def with_train(cfg: Config, **changes) -> Config:
     """`cfg` with some train.* keys changed."""
     return cfg.model_copy(update={"train": cfg.train.model_copy(update=changes)})
@@ -131,6 +157,70 @@ def tiny_pretrained_model(tmp_path_factory, tiny_random_model) -> Path:
     cfg, _ = stage_inputs(tiny_config(source, tiny_random_model, epochs=3, eval_points=1), work)
     finetune(cfg, "scratch", work / "data", work / "base", work / "model", work / "evaluation")
     return work / "model"
+
+
+# ---- images: generated stripes and a tiny random ViT ------------------------------------------------
+
+
+def stripe_image(orientation: str, seed: int, fmt: str = "PNG") -> bytes:
+    """An encoded image of horizontal or vertical stripes in random colours and size, with noise."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    height, width = (int(v) for v in rng.integers(24, 48, size=2))
+    period = int(rng.integers(4, 8))
+    axis = np.arange(height)[:, None] if orientation == "horizontal" else np.arange(width)[None, :]
+    on = ((axis // (period // 2)) % 2 == 0) & np.ones((height, width), dtype=bool)
+    light, dark = rng.integers(150, 256, size=3), rng.integers(0, 100, size=3)
+    pixels = np.where(on[..., None], light, dark) + rng.normal(0, 12, size=(height, width, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.clip(0, 255).astype("uint8")).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def write_image_folder(root: Path, per_class: int, seed: int) -> Path:
+    """ROOT/horizontal/*.png|jpg and ROOT/vertical/*: an image folder of two classes."""
+    for c, orientation in enumerate(("horizontal", "vertical")):
+        (root / orientation).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            fmt = "JPEG" if i % 3 == 0 else "PNG"
+            image = stripe_image(orientation, seed * 100_000 + c * 10_000 + i, fmt)
+            (root / orientation / f"{i:03d}.{'jpg' if fmt == 'JPEG' else 'png'}").write_bytes(image)
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    return write_image_folder(tmp_path_factory.mktemp("images") / "stripes", per_class=60, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_vision_model(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide ViT for 32×32 images with random weights and its image processor (safetensors)."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    target = tmp_path_factory.mktemp("tiny-random-vit")
+    torch.manual_seed(0)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    ViTModel(config, add_pooling_layer=False).save_pretrained(target)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(target)
+    return target
+
+
+def tiny_image_config(data: Path, model: Path, registry: Path | None = None, **train) -> Config:
+    """A config that trains the tiny ViT on an image folder for a few seconds."""
+    return tiny_config(data, model, registry, images=True, **{"epochs": 3, **train})
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import stage_inputs, tiny_config
+from conftest import assert_resume_matches_an_unbroken_run, stage_inputs, tiny_config
 
 from warmstart.checkpoints import MARKER, Checkpoints, run_name
 from warmstart.errors import WarmstartError
-from warmstart.finetune import finetune
 from warmstart.storage import list_s3
 
 
@@ -149,28 +148,4 @@ def test_training_resumes_from_checkpoints_on_s3(prepared, s3_prefix, tmp_path, 
             )
         }
     )
-
-    def arm(name):
-        return finetune(
-            cfg, "scratch", work / "data", work / "base", tmp_path / name / "m", tmp_path / name / "e"
-        )
-
-    full_run = arm("a")
-
-    class Stop(Exception):
-        pass
-
-    original = Checkpoints.save
-
-    def save_then_crash(self, local_dir, step):
-        original(self, local_dir, step)
-        raise Stop
-
-    monkeypatch.setattr(Checkpoints, "save", save_then_crash)
-    with pytest.raises(Stop):
-        arm("b")
-    monkeypatch.setattr(Checkpoints, "save", original)
-    resumed = arm("b")
-    assert resumed["resumed_from_step"] == 4
-    assert resumed["model_sha256"] == full_run["model_sha256"]
-    assert resumed["learning_curve"] == full_run["learning_curve"]
+    assert_resume_matches_an_unbroken_run(cfg, work, tmp_path, monkeypatch, step=4)

@@ -57,7 +57,7 @@ def test_whitespace_is_normalised_before_judging_duplicates(tmp_path):
         ("fine", "pos"),
     ] * 1
     frame, _ = read_table(str(write_csv(tmp_path / "d.csv", rows)), config("x"), "data.source")
-    assert frame["text"].tolist()[:2] == ["a great film", "a great film"]
+    assert frame["key"].tolist()[:2] == ["a great film", "a great film"]
 
 
 @pytest.mark.parametrize("suffix, writer", [(".tsv", "tsv"), (".jsonl", "jsonl"), (".parquet", "parquet")])
@@ -138,7 +138,7 @@ def test_missing_file_and_unknown_scheme(tmp_path):
 def test_fingerprint_ignores_row_order_but_not_content():
     import pandas as pd
 
-    frame = pd.DataFrame({"text": ["a", "b", "c"], "label": ["x", "y", "x"]})
+    frame = pd.DataFrame({"key": ["a", "b", "c"], "label": ["x", "y", "x"]})
     assert fingerprint(frame) == fingerprint(frame.iloc[::-1])
     changed = frame.copy()
     changed.loc[0, "label"] = "y"

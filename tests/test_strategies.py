@@ -127,8 +127,8 @@ def test_a_lora_model_is_saved_merged_and_loads_like_any_other(prepared):
     with safe_open(work / "lora" / "m" / "model.safetensors", "np") as tuned:
         assert not any("lora" in key for key in tuned.keys())
     assert "adapter_config.json" not in {p.name for p in (work / "lora" / "m").iterdir()}
-    model, tokenizer = build_model_from_dir(work / "lora" / "m")
-    _, probabilities = predict_test_split(model, tokenizer, work / "data", cfg.model.max_length, 64)
+    model, inputs = build_model_from_dir(work / "lora" / "m", "text", cfg.model.max_length)
+    _, probabilities = predict_test_split(model, inputs, work / "data", 64)
     stored = pq.read_table(work / "lora" / "e" / "predictions.parquet").column("probabilities").to_pylist()
     assert np.allclose(probabilities, np.array(stored), atol=1e-5)
     assert json.loads((work / "lora" / "m" / "config.json").read_text())["id2label"] == {

@@ -41,9 +41,11 @@ def evaluate_champion(cfg: Config, dataset_dir: str | Path, output_dir: str | Pa
                     f"{card['label_names']}; the two cannot be compared"
                 )
             else:
-                model, tokenizer = build_model_from_dir(model_dir)
+                model, inputs = build_model_from_dir(
+                    model_dir, card.get("modality", "text"), cfg.model.max_length
+                )
                 test_rows, probabilities = predict_test_split(
-                    model, tokenizer, dataset_dir, cfg.model.max_length, max(64, cfg.train.batch_size)
+                    model, inputs, dataset_dir, max(64, cfg.train.batch_size)
                 )
                 write_predictions(output_dir, test_rows, probabilities)
                 summary.update(

@@ -30,7 +30,8 @@ class DataConfig(_Section):
     source: str = Field(
         DEMO_TRAIN_URI,
         description="Training data: a local path or a file://, pkg://PACKAGE/PATH, s3://BUCKET/KEY or "
-        "http(s):// URI of a CSV, TSV, JSON Lines or Parquet file.",
+        "http(s):// URI of a CSV, TSV, JSON Lines or Parquet file; or an image folder (a directory or s3:// "
+        "prefix with one subfolder of images per class).",
     )
     test_source: str = Field(
         "",
@@ -41,6 +42,13 @@ class DataConfig(_Section):
         "auto", description="File format; `auto` takes it from the file extension."
     )
     text_column: str = Field("sentence", description="Column holding the input text.")
+    image_column: str = Field(
+        "",
+        description="Image classification from a table: the column holding each image, as a file path "
+        "(relative to the data file's folder, absolute, or an s3:// or http(s):// URI) or as the encoded bytes "
+        "(also Parquet's {bytes, path} image structs). Empty: the table holds text. A folder as `source` needs "
+        "no columns: one subfolder per class, named after it.",
+    )
     label_column: str = Field("label", description="Column holding the class label.")
     validation_fraction: float = Field(
         0.1, gt=0, lt=0.5, description="Share of the training rows held out for the learning curve."

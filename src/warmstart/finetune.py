@@ -1,8 +1,9 @@
-"""finetune: train a sequence classifier from the pretrained weights or from a random init.
+"""finetune: train a text or image classifier from the pretrained weights or from a random init.
 
 Both arms share everything but the initial weights and the learning rate: the same architecture,
-tokenizer, training rows, step budget, batch size and seed. The run writes the trained model
-(safetensors, config, tokenizer), per-example test predictions and a learning curve: the
+tokenizer or image processor, training rows, step budget, batch size and seed. The run writes the
+trained model (safetensors, config, tokenizer or image processor), per-example test predictions and
+a learning curve: the
 validation metrics at step 0 and at evenly spaced steps through the budget.
 """
 
@@ -29,6 +30,7 @@ from warmstart.config import Config
 from warmstart.errors import ConfigError, ModelError
 from warmstart.fetch import load_manifest
 from warmstart.ingest import load_card
+from warmstart.inputs import Inputs, auto_model, build_classifier, inputs_for
 from warmstart.metrics import all_metrics
 from warmstart.stage import ERROR_FILE_ENV, user_errors
 from warmstart.storage import sha256_file
@@ -49,72 +51,34 @@ def _load_split(dataset_dir: Path, split: str):
     return Dataset(pq.read_table(dataset_dir / f"{split}.parquet"))
 
 
-def _tokenize(dataset, tokenizer, max_length: int):
-    def encode(batch: dict[str, list]) -> dict[str, Any]:
-        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        return encoded
-
-    return dataset.map(encode, batched=True, remove_columns=["text"], keep_in_memory=True)
-
-
-def build_model(init: Init, base_model_dir: Path, label_names: list[str], seed: int):
+def build_model(init: Init, base_model_dir: Path, label_names: list[str], seed: int, modality: str = "text"):
     """The classifier for one arm: pretrained weights, or the same config randomly initialised."""
     import transformers
-    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     transformers.set_seed(seed)
-    labels = {
-        "num_labels": len(label_names),
-        "id2label": dict(enumerate(label_names)),
-        "label2id": {name: i for i, name in enumerate(label_names)},
-    }
-    try:
-        if init == "pretrained":
-            return AutoModelForSequenceClassification.from_pretrained(
-                base_model_dir, use_safetensors=True, trust_remote_code=False, **labels
-            )
-        config = AutoConfig.from_pretrained(base_model_dir, trust_remote_code=False, **labels)
-        return AutoModelForSequenceClassification.from_config(config)
-    except (ValueError, OSError, KeyError) as err:
-        raise ModelError(
-            f"the model in {base_model_dir} cannot be built as a sequence classifier ({err}); "
-            f"choose an encoder that transformers' AutoModelForSequenceClassification supports"
-        ) from None
+    return build_classifier(modality, base_model_dir, label_names, pretrained=init == "pretrained")
 
 
-def build_model_from_dir(model_dir: Path):
-    """A trained classifier and its tokenizer from a directory (safetensors only, no remote code)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, use_safetensors=True, trust_remote_code=False
-    )
-    return model, AutoTokenizer.from_pretrained(model_dir)
+def build_model_from_dir(model_dir: Path, modality: str, max_length: int):
+    """A trained classifier and its inputs from a directory (safetensors only, no remote code)."""
+    inputs = inputs_for(modality, model_dir, max_length)
+    model = auto_model(modality).from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
+    return model, inputs
 
 
-def _forward_batches(model, tokenizer, dataset, batch_size: int):
-    """Run `model` over `dataset` in length-sorted batches; yields each batch's row indices and output."""
+def _forward_batches(model, inputs: Inputs, dataset, batch_size: int):
+    """Run `model` over an encoded dataset; yields each batch's row indices and output."""
     import torch
-    from transformers import DataCollatorWithPadding
 
-    collate = DataCollatorWithPadding(tokenizer)
-    features = dataset.remove_columns(
-        [c for c in dataset.column_names if c not in tokenizer.model_input_names]
-    )
-    order = np.argsort(np.asarray(dataset["length"]), kind="stable")
     device = next(model.parameters()).device
     model.eval()
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            batch = collate([features[int(i)] for i in rows])
-            output = model(**{k: v.to(device) for k, v in batch.items()})
-            yield rows, output
+        for rows, batch in inputs.batches(dataset, batch_size):
+            yield rows, model(**{k: v.to(device) for k, v in batch.items()})
 
 
-def predict_probabilities(model, tokenizer, dataset, batch_size: int) -> np.ndarray:
-    """Class probabilities in the dataset's own order, computed on length-sorted batches.
+def predict_probabilities(model, inputs: Inputs, dataset, batch_size: int) -> np.ndarray:
+    """Class probabilities in the dataset's own order.
 
     A plain inference loop rather than Trainer.predict: with length grouping the Trainer also
     shuffles prediction order, and per-example predictions must line up with their test rows.
@@ -122,7 +86,7 @@ def predict_probabilities(model, tokenizer, dataset, batch_size: int) -> np.ndar
     import torch
 
     probabilities = np.empty((len(dataset), model.config.num_labels), dtype=np.float32)
-    for rows, output in _forward_batches(model, tokenizer, dataset, batch_size):
+    for rows, output in _forward_batches(model, inputs, dataset, batch_size):
         probabilities[rows] = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
     return probabilities
 
@@ -153,7 +117,7 @@ def _checkpoints(cfg: Config, init: Init, card: dict[str, Any], base_model_dir: 
     return Checkpoints(root, run, cfg.train.checkpoint_keep)
 
 
-def encoder_features(model, tokenizer, dataset, batch_size: int) -> np.ndarray:
+def encoder_features(model, inputs: Inputs, dataset, batch_size: int) -> np.ndarray:
     """The input of the final classification layer for every row, from one pass of the frozen network."""
     import torch
 
@@ -162,7 +126,7 @@ def encoder_features(model, tokenizer, dataset, batch_size: int) -> np.ndarray:
     hook = layer.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].detach()))
     features = np.empty((len(dataset), layer.in_features), dtype=np.float32)
     try:
-        for rows, _ in _forward_batches(model, tokenizer, dataset, batch_size):
+        for rows, _ in _forward_batches(model, inputs, dataset, batch_size):
             features[rows] = captured.pop().float().cpu().numpy()
     finally:
         hook.remove()
@@ -190,15 +154,16 @@ def layer_on_features(layer):
     return LayerOnFeatures()
 
 
-def _cached(model, tokenizer, dataset, batch_size: int):
-    """`dataset` with its token columns replaced by the frozen network's features."""
+def _cached(model, inputs: Inputs, dataset, batch_size: int):
+    """`dataset` with its inputs replaced by the frozen network's features."""
     from datasets import Dataset
 
+    labels = dataset.with_format(None)["label"]
     return Dataset.from_dict(
         {
-            "features": encoder_features(model, tokenizer, dataset, batch_size),
-            "label": dataset["label"],
-            "length": dataset["length"],
+            "features": encoder_features(model, inputs, dataset, batch_size),
+            "label": labels,
+            **inputs.cache_columns(dataset),
         }
     ).with_format("numpy")
 
@@ -206,12 +171,14 @@ def _cached(model, tokenizer, dataset, batch_size: int):
 def _trainer_class():
     """The Trainer with a training order that depends only on (data_seed, epoch).
 
-    The stock length-grouped sampler draws from the global RNG when an epoch starts, so a run resumed
-    from a checkpoint would see a different order than the run it continues; seeding each epoch's
-    order from the data seed and the epoch number makes a resumed run end exactly as an unbroken one.
+    The stock samplers draw from the global RNG when an epoch starts, so a run resumed from a
+    checkpoint would see a different order than the run it continues; seeding each epoch's order from
+    the data seed and the epoch number makes a resumed run end exactly as an unbroken one. Images
+    (all of one "length") get a plain seeded shuffle from the same sampler.
     """
     import torch
-    from transformers import Trainer
+    from torch.utils.data import RandomSampler
+    from transformers import PreTrainedModel, Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     class EpochSeededSampler(LengthGroupedSampler):
@@ -227,13 +194,29 @@ def _trainer_class():
             return super().__iter__()
 
     class SeededTrainer(Trainer):
+        def _save(self, output_dir=None, state_dict=None):
+            super()._save(output_dir, state_dict)
+            model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+            if isinstance(model, PreTrainedModel):
+                # Checkpoints are written under the architecture's original parameter names but loaded
+                # back by the current ones, non-strictly: the renamed weights (ViT's attention, in
+                # transformers 5) would silently restart from their initial values. Keep current names.
+                model.save_pretrained(
+                    output_dir or self.args.output_dir,
+                    state_dict=state_dict,
+                    save_original_format=False,
+                    is_main_process=self.args.should_save,
+                )
+
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
-            if type(sampler) is not LengthGroupedSampler:
+            if type(sampler) is LengthGroupedSampler:
+                batch_size, lengths = sampler.batch_size, sampler.lengths
+            elif type(sampler) is RandomSampler:
+                batch_size, lengths = self.args.train_batch_size, [1] * len(sampler.data_source)
+            else:
                 return sampler
-            return EpochSeededSampler(
-                sampler.batch_size, lengths=sampler.lengths, seed=self.args.data_seed or self.args.seed
-            )
+            return EpochSeededSampler(batch_size, lengths=lengths, seed=self.args.data_seed or self.args.seed)
 
     return SeededTrainer
 
@@ -284,14 +267,7 @@ def _train(
     import datasets
     import torch
     import transformers
-    from transformers import (
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        TrainerCallback,
-        TrainingArguments,
-        default_data_collator,
-    )
+    from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments, default_data_collator
     from transformers.trainer_callback import PrinterCallback
 
     transformers.logging.set_verbosity_error()
@@ -306,16 +282,14 @@ def _train(
     strategy = train_cfg.strategy if init == "pretrained" else "full"
     cache = strategy == "feature_extraction" and train_cfg.cache_features
 
-    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    inputs = inputs_for(card.get("modality", "text"), base_model_dir, cfg.model.max_length)
     train = _load_split(dataset_dir, "train")
     if train_cfg.max_train_samples and train_cfg.max_train_samples < len(train):
         train = train.shuffle(seed=train_cfg.seed).select(range(train_cfg.max_train_samples))
     validation = _load_split(dataset_dir, "validation")
     if train_cfg.max_eval_samples and train_cfg.max_eval_samples < len(validation):
         validation = validation.shuffle(seed=train_cfg.seed).select(range(train_cfg.max_eval_samples))
-    train, validation = (_tokenize(d, tokenizer, cfg.model.max_length) for d in (train, validation))
-    # Evaluation order does not change the metric; sorted batches carry almost no padding.
-    validation = validation.select(np.argsort(np.asarray(validation["length"]), kind="stable"))
+    train, validation = inputs.encode(train), inputs.encode(validation, for_evaluation=True)
 
     # A step is one optimizer update: batch_size × processes × gradient_accumulation_steps examples.
     steps_per_epoch = math.ceil(
@@ -354,15 +328,20 @@ def _train(
         report_to=[],
         seed=train_cfg.seed,
         data_seed=train_cfg.seed,
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy=inputs.sampling,
+        remove_unused_columns=inputs.remove_unused_columns,
         disable_tqdm=not sys.stderr.isatty() or rank != 0,
-        dataloader_num_workers=0,
+        # Decoding images keeps a GPU waiting unless other processes do it; on CPU they would compete.
+        dataloader_num_workers=4 if cuda and inputs.modality == "image" and not cache else 0,
         dataloader_pin_memory=cuda,
         use_cpu=not cuda,
         ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
     )
     model, parameter_groups = prepare(
-        build_model(init, base_model_dir, label_names, train_cfg.seed), train_cfg, init, learning_rate
+        build_model(init, base_model_dir, label_names, train_cfg.seed, inputs.modality),
+        train_cfg,
+        init,
+        learning_rate,
     )
     model.to(args.device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -370,11 +349,11 @@ def _train(
     classes = len(label_names)
     started = time.perf_counter()
     if cache:
-        train = _cached(model, tokenizer, train, eval_batch_size)
-        validation = _cached(model, tokenizer, validation, eval_batch_size)
+        train = _cached(model, inputs, train, eval_batch_size)
+        validation = _cached(model, inputs, validation, eval_batch_size)
         trained, collator = layer_on_features(classification_layer(model)), default_data_collator
     else:
-        trained, collator = model, DataCollatorWithPadding(tokenizer)
+        trained, collator = model, inputs.collator()
 
     def compute_metrics(prediction) -> dict[str, float]:
         return all_metrics(prediction.label_ids, prediction.predictions.argmax(-1), classes)
@@ -424,7 +403,7 @@ def _train(
         train_dataset=train,
         eval_dataset=validation,
         data_collator=collator,
-        processing_class=None if cache else tokenizer,
+        processing_class=None if cache else inputs.processor,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
         # The strategy's parameter groups; the Trainer adds the warmup and decay schedule.
@@ -450,18 +429,17 @@ def _train(
     if rank != 0:
         return {}
     model = finished(model)  # LoRA adapters merged: predict with, and save, exactly what is registered
-    test_rows, probabilities = predict_test_split(
-        model, tokenizer, dataset_dir, cfg.model.max_length, eval_batch_size
-    )
+    test_rows, probabilities = predict_test_split(model, inputs, dataset_dir, eval_batch_size)
 
     test_metrics = all_metrics(test_rows.column("label").to_numpy(), probabilities.argmax(axis=1), classes)
 
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(model_dir)  # safetensors; no pickled training_args beside it
-    tokenizer.save_pretrained(model_dir)
+    inputs.processor.save_pretrained(model_dir)
     write_predictions(evaluation_dir, test_rows, probabilities)
     summary = {
         "init": init,
+        "modality": inputs.modality,
         "learning_rate": learning_rate,
         "strategy": strategy,
         "cached_features": cache,
@@ -550,24 +528,26 @@ def _torchrun(
 
 
 def predict_test_split(
-    model, tokenizer, dataset_dir: Path, max_length: int, batch_size: int
+    model, inputs: Inputs, dataset_dir: Path, batch_size: int
 ) -> tuple[pa.Table, np.ndarray]:
     """The test split and `model`'s class probabilities for each of its rows."""
     from datasets import Dataset
 
     test_rows = pq.read_table(dataset_dir / "test.parquet")
-    test = _tokenize(Dataset(test_rows), tokenizer, max_length)
-    return test_rows, predict_probabilities(model, tokenizer, test, batch_size)
+    test = inputs.encode(Dataset(test_rows))
+    return test_rows, predict_probabilities(model, inputs, test, batch_size)
 
 
 def write_predictions(evaluation_dir: Path, test_rows: pa.Table, probabilities: np.ndarray) -> None:
-    """predictions.parquet: per test row its id, text, label, predicted label and class probabilities."""
+    """predictions.parquet: per test row its id, text (or image name), label, predicted label and class
+    probabilities."""
     evaluation_dir.mkdir(parents=True, exist_ok=True)
+    shown = "text" if "text" in test_rows.column_names else "name"
     pq.write_table(
         pa.table(
             {
                 "id": test_rows.column("id"),
-                "text": test_rows.column("text"),
+                shown: test_rows.column(shown),
                 "label": test_rows.column("label"),
                 "predicted": pa.array(probabilities.argmax(axis=1), pa.int64()),
                 "probabilities": pa.array(probabilities.astype(np.float32).tolist(), pa.list_(pa.float32())),

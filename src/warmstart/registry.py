@@ -197,7 +197,8 @@ def model_card(
         [
             f"# {name}",
             "",
-            f"A {base_manifest['architecture']} sequence classifier ({base_manifest['parameters']:,} parameters in the "
+            f"A {base_manifest['architecture']} {'image' if data_card.get('modality') == 'image' else 'sequence'} "
+            f"classifier ({base_manifest['parameters']:,} parameters in the "
             f"base model) fine-tuned from `{base_manifest['source']}` with the `{cfg.train.strategy}` strategy, "
             f"labels {', '.join(f'`{n}`' for n in gate_result['label_names'])}.",
             "",
@@ -257,6 +258,7 @@ def register(
         "name": name,
         "created": datetime.now(timezone.utc).isoformat(),
         "model_sha256": digest,
+        "modality": data_card.get("modality", "text"),
         "metrics": {
             arm: {m: gate_result[arm][m] for m in ("accuracy", "macro_f1")}
             for arm in ("pretrained", "scratch")

@@ -11,25 +11,36 @@ import re
 from typing import Any
 
 from warmstart.config import TrainConfig
+from warmstart.errors import ConfigError
 
-# Transformer blocks are numbered in parameter names: encoder.layer.3., layers.3., h.3., block.3. ...
+# Blocks are numbered in parameter names: encoder.layer.3., layers.3., h.3., block.3. ... Stage-based
+# networks number blocks within a stage (stages.1.layers.2.), so the innermost number names the block
+# and blocks are counted in the order the network holds them.
 BLOCK = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
-def block_index(name: str) -> int | None:
-    match = BLOCK.search(name)
-    return int(match.group(1)) if match else None
+def block_indices(model: Any) -> dict[str, int | None]:
+    """Each parameter's block, counted from 0 at the input across the whole network (None: no block)."""
+    found: dict[str, int] = {}
+    indices: dict[str, int | None] = {}
+    for name, _ in model.named_parameters():
+        matches = list(BLOCK.finditer(name))
+        if not matches:
+            indices[name] = None
+            continue
+        block = name[: matches[-1].end()]
+        indices[name] = found.setdefault(block, len(found))
+    return indices
 
 
 def depth(model: Any) -> int:
-    """The number of transformer blocks, read from the parameter names."""
-    indices = [block_index(name) for name, _ in model.named_parameters()]
-    return max((i for i in indices if i is not None), default=-1) + 1
+    """The number of blocks."""
+    return len({i for i in block_indices(model).values() if i is not None})
 
 
-def is_embedding(name: str) -> bool:
-    return "embed" in name and block_index(name) is None
+def is_embedding(name: str, index: int | None) -> bool:
+    return "embed" in name and index is None
 
 
 def _groups(named: list[tuple[str, Any]], learning_rate: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -89,10 +100,11 @@ def full(model: Any, cfg: TrainConfig, learning_rate: float) -> list[dict[str, A
 
 def partial_freeze(model: Any, cfg: TrainConfig, learning_rate: float) -> list[dict[str, Any]]:
     """Embeddings and the first `freeze_layers` blocks stay as pretrained; the rest trains."""
+    blocks = block_indices(model)
     for name, parameter in model.named_parameters():
-        index = block_index(name)
+        index = blocks[name]
         parameter.requires_grad = not (
-            is_embedding(name) or (index is not None and index < cfg.freeze_layers)
+            is_embedding(name, index) or (index is not None and index < cfg.freeze_layers)
         )
     return _groups(
         [(n, p) for n, p in model.named_parameters() if p.requires_grad], learning_rate, cfg.weight_decay
@@ -102,12 +114,13 @@ def partial_freeze(model: Any, cfg: TrainConfig, learning_rate: float) -> list[d
 def llrd(model: Any, cfg: TrainConfig, learning_rate: float) -> list[dict[str, Any]]:
     """Layer-wise learning-rate decay: block i of L trains at rate · decay^(L − i), embeddings at
     rate · decay^(L + 1), everything above the blocks (pooler, head) at the full rate."""
+    blocks = block_indices(model)
     layers = depth(model)
     by_rate: dict[float, list[tuple[str, Any]]] = {}
     for name, parameter in model.named_parameters():
         parameter.requires_grad = True
-        index = block_index(name)
-        if is_embedding(name):
+        index = blocks[name]
+        if is_embedding(name, index):
             steps = layers + 1
         elif index is not None:
             steps = layers - index
@@ -119,20 +132,57 @@ def llrd(model: Any, cfg: TrainConfig, learning_rate: float) -> list[dict[str, A
     ]
 
 
+# Query and value projections under the names architectures give them, for models peft has no default for.
+ATTENTION_PROJECTIONS = (("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin"), ("q", "v"))
+
+
+def lora_targets(model: Any, configured: list[str]) -> list[str] | None:
+    """The modules to adapt: the configured ones, peft's default for the architecture, or else the
+    attention's query and value projections found by name (ViT and other vision encoders)."""
+    import torch
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    if configured:
+        return configured
+    if model.config.model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
+        return None
+    linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    for pair in ATTENTION_PROJECTIONS:
+        if set(pair) <= linear:
+            return list(pair)
+    raise ConfigError(
+        f"train.strategy lora: no default modules to adapt in {type(model).__name__}; set "
+        f"train.lora_target_modules to names of its linear layers (it has {', '.join(sorted(linear)[:8])})"
+    )
+
+
 def lora(model: Any, cfg: TrainConfig, learning_rate: float) -> tuple[Any, list[dict[str, Any]]]:
     """Low-rank adapters (peft) on the attention projections; the classification head trains in full."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    adapted = get_peft_model(
-        model,
-        LoraConfig(
-            task_type=TaskType.SEQ_CLS,
-            r=cfg.lora_rank,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=cfg.lora_target_modules or None,
-        ),
-    )
+    if model.main_input_name == "pixel_values":
+        # peft's sequence-classification wrapper passes input_ids; an image model takes the generic
+        # wrapper, with its head named as a module that trains and is saved in full.
+        head = {id(m): n for n, m in model.named_modules()}[id(classification_layer(model))]
+        task = {"task_type": None, "modules_to_save": [head]}
+    else:
+        task = {"task_type": TaskType.SEQ_CLS}
+    try:
+        adapted = get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.lora_rank,
+                lora_alpha=cfg.lora_alpha,
+                lora_dropout=cfg.lora_dropout,
+                target_modules=lora_targets(model, cfg.lora_target_modules),
+                **task,
+            ),
+        )
+    except ValueError as err:  # none of the configured modules exist
+        raise ConfigError(
+            f"train.strategy lora on {type(model).__name__}: {str(err).splitlines()[0]}; set "
+            f"train.lora_target_modules to names of its linear layers"
+        ) from None
     trainable = [(n, p) for n, p in adapted.named_parameters() if p.requires_grad]
     return adapted, _groups(trainable, learning_rate, cfg.weight_decay)
 

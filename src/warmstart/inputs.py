@@ -1,0 +1,173 @@
+"""Model inputs: what turns a split's rows into tensors, for text and for images.
+
+finetune, the feature cache and evaluate_champion go through one of these two classes, so the rest
+of the training code does not care what kind of data it has. Text is tokenized once and batched by
+length (little padding); images stay encoded in the splits and are decoded and processed batch by
+batch, as they are read.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from warmstart.errors import ModelError
+
+MODALITIES = ("text", "image")
+
+
+class TextInputs:
+    """Tokenized text for AutoModelForSequenceClassification."""
+
+    modality = "text"
+    sampling = "group_by_length"  # batches of similar length carry little padding
+    remove_unused_columns = True
+
+    def __init__(self, model_dir: Path, max_length: int) -> None:
+        from transformers import AutoTokenizer
+
+        try:
+            self.processor = AutoTokenizer.from_pretrained(model_dir)
+        except (OSError, ValueError) as err:
+            raise ModelError(
+                f"the model in {model_dir} has no usable tokenizer ({str(err).splitlines()[0]}); text data needs "
+                f"a language model with its tokenizer files (an image model needs image data)"
+            ) from None
+        self.max_length = max_length
+
+    def encode(self, dataset, for_evaluation: bool = False):
+        """Token ids and a `length` column; evaluation rows come sorted by length (the order does not
+        change a metric, and sorted batches carry almost no padding)."""
+
+        def tokenize(batch: dict[str, list]) -> dict[str, Any]:
+            encoded = self.processor(batch["text"], truncation=True, max_length=self.max_length)
+            encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+            return encoded
+
+        encoded = dataset.map(tokenize, batched=True, remove_columns=["text"], keep_in_memory=True)
+        if for_evaluation:
+            encoded = encoded.select(np.argsort(np.asarray(encoded["length"]), kind="stable"))
+        return encoded
+
+    def collator(self) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(self.processor)
+
+    def batches(self, dataset, batch_size: int) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+        """Length-sorted batches of an encoded dataset: each batch's row indices and its model inputs."""
+        collate = self.collator()
+        features = dataset.remove_columns(
+            [c for c in dataset.column_names if c not in self.processor.model_input_names]
+        )
+        order = np.argsort(np.asarray(dataset["length"]), kind="stable")
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            yield rows, collate([features[int(i)] for i in rows])
+
+    def cache_columns(self, dataset) -> dict[str, Any]:
+        return {"length": dataset["length"]}  # the length-grouped order stays the same on cached features
+
+
+class ImageInputs:
+    """Images processed by the model's AutoImageProcessor for AutoModelForImageClassification."""
+
+    modality = "image"
+    sampling = "random"  # replaced by a sampler seeded per epoch (see finetune)
+    remove_unused_columns = False  # the Trainer must leave the encoded images to the transform
+
+    def __init__(self, model_dir: Path) -> None:
+        from transformers import AutoImageProcessor
+
+        if not (model_dir / "preprocessor_config.json").is_file():
+            raise ModelError(
+                f"the model in {model_dir} has no image processor (preprocessor_config.json); image data needs "
+                f"a vision model that AutoModelForImageClassification supports (ViT, DeiT, ConvNeXt, ResNet...)"
+            )
+        try:
+            self.processor = AutoImageProcessor.from_pretrained(model_dir)
+        except (OSError, ValueError, KeyError) as err:
+            raise ModelError(
+                f"the image processor of the model in {model_dir} cannot be loaded ({str(err).splitlines()[0]})"
+            ) from None
+
+    def pixel_values(self, images: list[bytes]) -> Any:
+        from PIL import Image
+
+        decoded = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+        return self.processor(decoded, return_tensors="pt")["pixel_values"]
+
+    def encode(self, dataset, for_evaluation: bool = False):
+        """The dataset with images decoded and processed as rows are read (nothing held in memory)."""
+
+        def transform(batch: dict[str, list]) -> dict[str, Any]:
+            return {"pixel_values": self.pixel_values(batch["image"]), "labels": batch["label"]}
+
+        return dataset.with_transform(transform)
+
+    def collator(self) -> Any:
+        from transformers import default_data_collator
+
+        return default_data_collator
+
+    def batches(self, dataset, batch_size: int) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+        for start in range(0, len(dataset), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(dataset)))
+            yield rows, {"pixel_values": dataset[start : start + batch_size]["pixel_values"]}
+
+    def cache_columns(self, dataset) -> dict[str, Any]:
+        return {}
+
+
+Inputs = TextInputs | ImageInputs
+
+
+def inputs_for(modality: str, model_dir: Path, max_length: int) -> Inputs:
+    """The inputs of `modality` data ('text' or 'image') for the model in `model_dir`."""
+    if modality == "image":
+        return ImageInputs(Path(model_dir))
+    if modality == "text":
+        return TextInputs(Path(model_dir), max_length)
+    raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+
+
+def auto_model(modality: str) -> Any:
+    """The transformers Auto class of a classifier for `modality` data."""
+    from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
+
+    return AutoModelForImageClassification if modality == "image" else AutoModelForSequenceClassification
+
+
+def build_classifier(modality: str, model_dir: Path, label_names: list[str], pretrained: bool) -> Any:
+    """A classifier for `label_names`: the weights in `model_dir`, or its config randomly initialised.
+
+    A classification head of another size in the checkpoint (ImageNet's 1,000 classes, say) is replaced
+    by a new one; the rest of the network keeps its pretrained weights.
+    """
+    from transformers import AutoConfig
+
+    auto = auto_model(modality)
+    labels = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+    try:
+        if pretrained:
+            return auto.from_pretrained(
+                model_dir,
+                use_safetensors=True,
+                trust_remote_code=False,
+                ignore_mismatched_sizes=True,
+                **labels,
+            )
+        return auto.from_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False, **labels))
+    except (ValueError, OSError, KeyError) as err:
+        raise ModelError(
+            f"the model in {model_dir} cannot be built as a{'n' if modality == 'image' else ''} {modality} classifier "
+            f"({str(err).splitlines()[0]}); choose a model that transformers' {auto.__name__} supports"
+        ) from None
