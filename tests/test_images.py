@@ -120,10 +120,15 @@ def test_a_model_that_does_not_fit_the_data_is_refused(
     from conftest import tiny_config
 
     images, _ = stage_inputs(tiny_image_config(image_folder, tiny_random_model), tmp_path / "images")
-    with pytest.raises(ModelError, match="no image processor.*needs a vision model"):
+    with pytest.raises(
+        ModelError, match=r"model.source .*tiny-random-bert.* has no image processor.*needs a vision model"
+    ):
         finetune(images, "pretrained", *(tmp_path / "images" / d for d in ("data", "base", "m", "e")))
     text, _ = stage_inputs(tiny_config(synthetic_csv, tiny_vision_model), tmp_path / "text")
-    with pytest.raises(ModelError, match="no usable tokenizer.*text data needs a language model"):
+    with pytest.raises(
+        ModelError,
+        match=r"model.source .*tiny-random-vit.* has no usable tokenizer.*text data needs a language model",
+    ):
         finetune(text, "pretrained", *(tmp_path / "text" / d for d in ("data", "base", "m", "e")))
 
 

@@ -282,7 +282,8 @@ def _train(
     strategy = train_cfg.strategy if init == "pretrained" else "full"
     cache = strategy == "feature_extraction" and train_cfg.cache_features
 
-    inputs = inputs_for(card.get("modality", "text"), base_model_dir, cfg.model.max_length)
+    model_name = f"model.source '{load_manifest(base_model_dir)['source']}'"
+    inputs = inputs_for(card.get("modality", "text"), base_model_dir, cfg.model.max_length, model_name)
     train = _load_split(dataset_dir, "train")
     if train_cfg.max_train_samples and train_cfg.max_train_samples < len(train):
         train = train.shuffle(seed=train_cfg.seed).select(range(train_cfg.max_train_samples))

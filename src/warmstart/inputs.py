@@ -27,14 +27,14 @@ class TextInputs:
     sampling = "group_by_length"  # batches of similar length carry little padding
     remove_unused_columns = True
 
-    def __init__(self, model_dir: Path, max_length: int) -> None:
+    def __init__(self, model_dir: Path, max_length: int, name: str) -> None:
         from transformers import AutoTokenizer
 
         try:
             self.processor = AutoTokenizer.from_pretrained(model_dir)
         except (OSError, ValueError) as err:
             raise ModelError(
-                f"the model in {model_dir} has no usable tokenizer ({str(err).splitlines()[0]}); text data needs "
+                f"{name} has no usable tokenizer ({str(err).splitlines()[0]}); text data needs "
                 f"a language model with its tokenizer files (an image model needs image data)"
             ) from None
         self.max_length = max_length
@@ -80,19 +80,19 @@ class ImageInputs:
     sampling = "random"  # replaced by a sampler seeded per epoch (see finetune)
     remove_unused_columns = False  # the Trainer must leave the encoded images to the transform
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, name: str) -> None:
         from transformers import AutoImageProcessor
 
         if not (model_dir / "preprocessor_config.json").is_file():
             raise ModelError(
-                f"the model in {model_dir} has no image processor (preprocessor_config.json); image data needs "
+                f"{name} has no image processor (preprocessor_config.json); image data needs "
                 f"a vision model that AutoModelForImageClassification supports (ViT, DeiT, ConvNeXt, ResNet...)"
             )
         try:
             self.processor = AutoImageProcessor.from_pretrained(model_dir)
         except (OSError, ValueError, KeyError) as err:
             raise ModelError(
-                f"the image processor of the model in {model_dir} cannot be loaded ({str(err).splitlines()[0]})"
+                f"the image processor of {name} cannot be loaded ({str(err).splitlines()[0]})"
             ) from None
 
     def pixel_values(self, images: list[bytes]) -> Any:
@@ -126,12 +126,14 @@ class ImageInputs:
 Inputs = TextInputs | ImageInputs
 
 
-def inputs_for(modality: str, model_dir: Path, max_length: int) -> Inputs:
-    """The inputs of `modality` data ('text' or 'image') for the model in `model_dir`."""
+def inputs_for(modality: str, model_dir: Path, max_length: int, name: str = "") -> Inputs:
+    """The inputs of `modality` data ('text' or 'image') for the model in `model_dir` (`name` says
+    which model in errors)."""
+    name = name or f"the model in {model_dir}"
     if modality == "image":
-        return ImageInputs(Path(model_dir))
+        return ImageInputs(Path(model_dir), name)
     if modality == "text":
-        return TextInputs(Path(model_dir), max_length)
+        return TextInputs(Path(model_dir), max_length, name)
     raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
 
 
