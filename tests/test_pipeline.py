@@ -153,7 +153,8 @@ def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
     assert summary["verdict"] == "positive"
     assert summary["gain"]["ci_low"] > 0
     assert summary["pretrained"]["accuracy"] > summary["scratch"]["accuracy"]
-    assert summary["curves"]["start"]["higher"]
+    assert summary["tests"]["start"]["higher"]
+    assert summary["mcnemar_p"] < 0.05
     assert summary["registered"]["version"] == 1
     registry = Registry(str(tmp_path / "work" / "registry"))
     assert registry.alias("tiny-reviews", "champion") == 1

@@ -41,6 +41,8 @@ def _fail(err: WarmstartError, code: int = 2) -> None:
 
 
 def _print_summary(summary: dict) -> None:
+    from warmstart.gate import match_sentence
+
     table = Table(title=f"warmstart: {summary['verdict']} transfer", title_justify="left")
     table.add_column("")
     for metric in ("accuracy", "macro_f1"):
@@ -52,16 +54,18 @@ def _print_summary(summary: dict) -> None:
     console.print(
         f"gain ({summary['metric']}): {gain['estimate']:+.4f}  "
         f"{gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]  "
-        f"on {summary['test_rows']} test examples",
+        f"on {summary['test_rows']} test examples; McNemar p = {summary['mcnemar_p']:.3g}",
         highlight=False,
     )
     labels = {"start": "start", "slope": "area under curve", "asymptote": "asymptote"}
     curves = "; ".join(
         f"{labels[name]} {test['pretrained']:.3f} vs {test['scratch']:.3f}"
         f" ({'higher' if test['higher'] else 'not higher'})"
-        for name, test in summary["curves"].items()
+        for name, test in summary["tests"].items()
+        if name in labels
     )
     console.print(f"validation curves, pretrained vs scratch: {curves}", highlight=False)
+    console.print(match_sentence(summary["tests"]["match"]), highlight=False)
     champion = summary["champion"]
     if champion and champion["comparable"]:
         versus = champion["gain"]

@@ -4,9 +4,11 @@ Both arms predicted the same test examples, so the comparison is paired: the tra
 (pretrained − scratch) is re-measured on bootstrap resamples of the test set, each resample drawn
 once and applied to both arms (Efron & Tibshirani 1993, ch. 16; Koehn 2004 for NLP). The verdict:
 positive when the whole interval lies above `gate.min_gain`, negative when it lies below zero
-(pretraining hurt: negative transfer), neutral otherwise. Only a positive verdict passes. The
-learning curves add the three classic questions of transfer (Torrey & Shavlik 2009): a higher
-start, a steeper slope, a higher asymptote.
+(pretraining hurt: negative transfer), neutral otherwise. Only a positive verdict passes. McNemar's
+exact test on the examples where the arms disagree (McNemar 1947; Dietterich 1998 for comparing
+classifiers) is reported beside the interval. The learning curves add the three classic questions
+of transfer (Torrey & Shavlik 2009): a higher start, a steeper slope, a higher asymptote; and how
+many steps scratch needed to reach the pretrained arm's plateau, when it did.
 """
 
 from __future__ import annotations
@@ -66,6 +68,25 @@ def paired_bootstrap(
     }
 
 
+def mcnemar(labels: np.ndarray, pretrained: np.ndarray, scratch: np.ndarray) -> dict[str, Any]:
+    """McNemar's exact test: are the examples only one arm gets right split evenly between the arms?
+
+    Two-sided exact binomial test on the discordant pairs: under "both arms are equally accurate",
+    the number only the pretrained arm gets right is Binomial(discordant, 1/2).
+    """
+    from scipy.stats import binomtest
+
+    right_p, right_s = pretrained == labels, scratch == labels
+    only_pretrained, only_scratch = int(np.sum(right_p & ~right_s)), int(np.sum(right_s & ~right_p))
+    discordant = only_pretrained + only_scratch
+    p_value = binomtest(only_pretrained, discordant, 0.5).pvalue if discordant else 1.0
+    return {
+        "only_pretrained_right": only_pretrained,
+        "only_scratch_right": only_scratch,
+        "p_value": float(p_value),
+    }
+
+
 def decide(gain: dict[str, float], min_gain: float) -> tuple[str, str]:
     """The verdict and one sentence saying why."""
     level = f"{gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]"
@@ -85,7 +106,9 @@ def decide(gain: dict[str, float], min_gain: float) -> tuple[str, str]:
 def curve_tests(
     pretrained: list[dict[str, Any]], scratch: list[dict[str, Any]], metric: str
 ) -> dict[str, Any]:
-    """Higher start (step 0), steeper slope (normalised area under the curve), higher asymptote (last quarter)."""
+    """Higher start (step 0), steeper slope (normalised area under the curve), higher asymptote (mean
+    of the last quarter of the points), and `match`: the first evaluated step at which scratch reached
+    the pretrained arm's asymptote (None when it never did within the budget)."""
 
     def measures(curve: list[dict[str, Any]]) -> dict[str, float]:
         steps = np.array([point["step"] for point in curve], dtype=float)
@@ -98,7 +121,7 @@ def curve_tests(
     if not pretrained or not scratch:
         raise WarmstartError("a learning curve is empty; rerun finetune for both arms")
     p, s = measures(pretrained), measures(scratch)
-    return {
+    tests: dict[str, Any] = {
         name: {
             "pretrained": p[name],
             "scratch": s[name],
@@ -107,6 +130,13 @@ def curve_tests(
         }
         for name in ("start", "slope", "asymptote")
     }
+    reached = [point["step"] for point in scratch if point[metric] >= p["asymptote"]]
+    tests["match"] = {
+        "pretrained_asymptote": p["asymptote"],
+        "scratch_steps": reached[0] if reached else None,
+        "budget_steps": scratch[-1]["step"],
+    }
+    return tests
 
 
 def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
@@ -256,6 +286,7 @@ def gate(
         ),
         "metric": cfg.metric,
         "gain": gain,
+        "mcnemar": mcnemar(labels, p_pred, s_pred),
         "champion": champion,
         "pretrained": _arm(p_summary, labels, p_pred, classes),
         "scratch": _arm(s_summary, labels, s_pred, classes),
@@ -302,6 +333,14 @@ def results_table(result: dict[str, Any]) -> str:
         f"{gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}] "
         f"over {result['test_rows']} test examples.",
     ]
+    if "mcnemar" in result:
+        test = result["mcnemar"]
+        lines += [
+            "",
+            f"**McNemar's exact test** (accuracy): {test['only_pretrained_right']} test examples only the "
+            f"pretrained arm got right, {test['only_scratch_right']} only scratch got right; "
+            f"p = {test['p_value']:.3g}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -325,6 +364,13 @@ def champion_lines(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def match_sentence(match: dict[str, Any]) -> str:
+    level = f"the pretrained arm's plateau ({match['pretrained_asymptote']:.4f})"
+    if match["scratch_steps"] is None:
+        return f"Scratch never reached {level} within the budget of {match['budget_steps']} steps."
+    return f"Scratch reached {level} at step {match['scratch_steps']} of {match['budget_steps']}."
+
+
 def report_markdown(result: dict[str, Any]) -> str:
     tests = result["curves"]["tests"]
     lines = [
@@ -346,12 +392,13 @@ def report_markdown(result: dict[str, Any]) -> str:
         "slope": "slope (normalised area under the curve)",
         "asymptote": "asymptote (mean of the last quarter)",
     }
-    for name, row in tests.items():
+    for name, label in labels.items():
+        row = tests[name]
         lines.append(
-            f"| {labels[name]} | {row['pretrained']:.4f} | {row['scratch']:.4f} | {row['difference']:+.4f} | "
+            f"| {label} | {row['pretrained']:.4f} | {row['scratch']:.4f} | {row['difference']:+.4f} | "
             f"{'yes' if row['higher'] else 'no'} |"
         )
-    lines += ["", "| step | pretrained | scratch |", "|---:|---:|---:|"]
+    lines += ["", match_sentence(tests["match"]), "", "| step | pretrained | scratch |", "|---:|---:|---:|"]
     scratch_by_step = {p["step"]: p[result["metric"]] for p in result["curves"]["scratch"]}
     for point in result["curves"]["pretrained"]:
         other = scratch_by_step.get(point["step"])
