@@ -1,7 +1,7 @@
 """KFP component: gate (library: warmstart.gate)."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Output
 from warmstart.components import DEFAULT_IMAGE
 
 
@@ -11,10 +11,13 @@ def gate(
     pretrained: Input[Dataset],
     scratch: Input[Dataset],
     champion: Input[Dataset],
+    dataset: Input[Dataset],
     result: Output[Artifact],
     report: Output[Markdown],
+    report_html: Output[HTML],
     metrics: Output[Metrics],
     confusion: Output[ClassificationMetrics],
+    confusion_scratch: Output[ClassificationMetrics],
 ) -> bool:
     """Compare the arms' test predictions: transfer gain with a paired-bootstrap CI and a verdict.
 
@@ -27,18 +30,27 @@ def gate(
     from warmstart.config import Config
     from warmstart.gate import REPORT_FILE
     from warmstart.gate import gate as judge
+    from warmstart.report import HTML_FILE
     from warmstart.stage import user_errors
 
     with user_errors("gate"):
         decision = judge(
-            Config.from_dict(config).gate, pretrained.path, scratch.path, result.path, champion.path
+            Config.from_dict(config).gate,
+            pretrained.path,
+            scratch.path,
+            result.path,
+            champion.path,
+            dataset.path,
         )
     shutil.copyfile(Path(result.path) / REPORT_FILE, report.path)
+    shutil.copyfile(Path(result.path) / HTML_FILE, report_html.path)
     for key in ("estimate", "ci_low", "ci_high"):
         metrics.log_metric(f"gain_{key}", decision["gain"][key])
+    metrics.log_metric("mcnemar_p", decision["mcnemar"]["p_value"])
     for arm in ("pretrained", "scratch"):
         metrics.log_metric(f"{arm}_{decision['metric']}", decision[arm][decision["metric"]])
     confusion.log_confusion_matrix(decision["label_names"], decision["pretrained"]["confusion_matrix"])
+    confusion_scratch.log_confusion_matrix(decision["label_names"], decision["scratch"]["confusion_matrix"])
     if decision["champion"] and decision["champion"]["comparable"]:
         metrics.log_metric("champion_gain_estimate", decision["champion"]["gain"]["estimate"])
     result.metadata.update({k: decision[k] for k in ("verdict", "passed", "promote", "decided_by")})

@@ -73,6 +73,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE) -> Any:
                 pretrained=arms["pretrained"].outputs["evaluation"],
                 scratch=arms["scratch"].outputs["evaluation"],
                 champion=champion.outputs["evaluation"],
+                dataset=data.outputs["dataset"],
             ),
             "gate",
         )

@@ -34,6 +34,7 @@ def make_run_outputs(root: Path, tiny_random_model: Path, salt: int = 0, data_fi
         "metric": "accuracy",
         "decision_rule": "rule",
         "gain": {"estimate": 0.1, "ci_low": 0.05, "ci_high": 0.15, "confidence": 0.95},
+        "mcnemar": {"only_pretrained_right": 12, "only_scratch_right": 2, "p_value": 0.013},
         "pretrained": {**arm, "model_sha256": sha256_file(model / "model.safetensors")},
         "scratch": {**arm, "accuracy": 0.8, "macro_f1": 0.8, "learning_rate": 5e-4},
         "label_names": ["neg", "pos"],

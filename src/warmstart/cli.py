@@ -89,6 +89,8 @@ def _print_summary(summary: dict) -> None:
     else:
         console.print("[yellow]not registered[/]: the gate did not pass", highlight=False)
     console.print(f"wall time: {summary['wall_seconds']:.0f} s; full log: {summary['log']}", highlight=False)
+    if summary.get("report"):
+        console.print(f"report: {summary['report']} (open it with: warmstart report)", highlight=False)
 
 
 @app.command()
@@ -115,6 +117,26 @@ def run(
     write_summary(result, summary or workdir / "summary.json")
     _print_summary(result)
     console.print(f"summary: {summary or workdir / 'summary.json'}", highlight=False)
+
+
+@app.command()
+def report(
+    path: Annotated[
+        Path,
+        typer.Argument(help="A report.html, a gate output directory, or a work directory (its latest run)."),
+    ] = Path("warmstart-work"),
+) -> None:
+    """Open a gate report in the web browser (or print where it is when there is none)."""
+    import webbrowser
+
+    from warmstart.report import find_report
+
+    try:
+        found = find_report(path)
+    except WarmstartError as err:
+        _fail(err, code=1)
+    opened = webbrowser.open(found.resolve().as_uri())
+    console.print(f"{'opened' if opened else 'no browser here; the report is'} {found}", highlight=False)
 
 
 @app.command("compile")

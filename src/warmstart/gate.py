@@ -58,6 +58,7 @@ def paired_bootstrap(
     estimate = metric_value(metric, labels, pretrained, classes) - metric_value(
         metric, labels, scratch, classes
     )
+    counts, edges = _histogram(gains, step=1 / n if metric == "accuracy" else None)
     return {
         "estimate": float(estimate),
         "ci_low": float(low),
@@ -65,7 +66,18 @@ def paired_bootstrap(
         "confidence": confidence,
         "bootstrap_samples": samples,
         "standard_error": float(gains.std(ddof=1)),
+        "distribution": {"edges": edges.tolist(), "counts": counts.tolist()},  # for the report's plot
     }
+
+
+def _histogram(values: np.ndarray, step: float | None, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """About `bins` bins; when the values lie on a grid of `step` (accuracy gains are multiples of 1/n),
+    every bin holds the same number of grid points, so the histogram shows no comb pattern."""
+    low, high = float(values.min()), float(values.max())
+    if step is None or high == low:
+        return np.histogram(values, bins=bins)
+    width = step * max(1, int(np.ceil((high - low) / step / bins)))
+    return np.histogram(values, bins=np.arange(low - step / 2, high + width, width))
 
 
 def mcnemar(labels: np.ndarray, pretrained: np.ndarray, scratch: np.ndarray) -> dict[str, Any]:
@@ -252,8 +264,13 @@ def gate(
     scratch_dir: str | Path,
     output_dir: str | Path,
     champion_dir: str | Path | None = None,
+    dataset_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Compare the arms (and the challenger with the champion); write the gate result and its report."""
+    """Compare the arms (and the challenger with the champion); write the gate result and its reports
+    (Markdown, and HTML with the data card of `dataset_dir` when given)."""
+    from warmstart.ingest import load_card
+    from warmstart.report import write_report
+
     pretrained, scratch = load_evaluation(pretrained_dir), load_evaluation(scratch_dir)
     (p_summary, p_preds), (s_summary, s_preds) = pretrained, scratch
     if (p_summary["init"], s_summary["init"]) != ("pretrained", "scratch"):
@@ -305,6 +322,7 @@ def gate(
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
     (output_dir / REPORT_FILE).write_text(report_markdown(result))
+    write_report(result, output_dir, load_card(dataset_dir) if dataset_dir else None, cfg.min_gain)
     return result
 
 

@@ -19,6 +19,7 @@ from warmstart.config import Config
 from warmstart.errors import WarmstartError
 from warmstart.gate import load_result
 from warmstart.registry import Registry
+from warmstart.report import HTML_FILE
 from warmstart.stage import ERROR_FILE_ENV
 from warmstart.storage import s3_client, scheme_of
 
@@ -123,7 +124,9 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False) -> dict[str, An
         seconds = time.perf_counter() - started
         gate_result = load_result(pipeline_run.output.path)
         registered = registration(cfg, gate_result, run_id)
-    return summarize(gate_result, registered, run_id, seconds, progress_file)
+    summary = summarize(gate_result, registered, run_id, seconds, progress_file)
+    summary["report"] = str(Path(pipeline_run.output.path) / HTML_FILE)
+    return summary
 
 
 @contextlib.contextmanager

@@ -263,7 +263,11 @@ def register(
             arm: {m: gate_result[arm][m] for m in ("accuracy", "macro_f1")}
             for arm in ("pretrained", "scratch")
         },
-        "gate": {k: gate_result[k] for k in ("verdict", "reason", "metric", "gain", "decision_rule")},
+        "gate": {
+            **{k: gate_result[k] for k in ("verdict", "reason", "metric", "decision_rule")},
+            "gain": {k: v for k, v in gate_result["gain"].items() if k != "distribution"},
+            "mcnemar_p": gate_result["mcnemar"]["p_value"],
+        },
         "lineage": {
             "run_id": run_id,
             "pipeline_job": pipeline_job,

@@ -1,0 +1,286 @@
+"""report: the gate's result as one self-contained HTML page that a person reads at a glance.
+
+The verdict and the decision rule come first; then the numbers, the learning curves of both arms,
+the bootstrap distribution of the gain (its interval and the zero line marked), both confusion
+matrices, the data card and the lineage. Plots are drawn with matplotlib and embedded as PNG data
+URIs, so the page needs no network, no script and no other file: it can be mailed, attached to a
+KFP run as an HTML artifact, or opened from disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+from warmstart.errors import WarmstartError
+from warmstart.gate import match_sentence
+
+HTML_FILE = "report.html"
+# One colour per arm, everywhere.
+COLORS = {"pretrained": "#1f66b3", "scratch": "#e07b00", "champion": "#6a3d9a"}
+VERDICT_COLORS = {"positive": "#1b7f3b", "neutral": "#6b6b6b", "negative": "#b3261e"}
+
+
+def _png(figure: Any) -> str:
+    """A matplotlib figure as a data URI (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display in a pod
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False})
+    return plt
+
+
+def curves_figure(result: dict[str, Any]) -> str:
+    """Validation metric over the training budget, both arms, step 0 included."""
+    plt = _pyplot()
+    metric = result["metric"]
+    figure, axes = plt.subplots(figsize=(6.4, 3.6))
+    for arm in ("pretrained", "scratch"):
+        curve = result["curves"][arm]
+        axes.plot(
+            [point["step"] for point in curve],
+            [point[metric] for point in curve],
+            marker="o",
+            markersize=4,
+            linewidth=2,
+            color=COLORS[arm],
+            label=arm,
+        )
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel(f"validation {metric}")
+    axes.set_title("Learning curves")
+    axes.grid(alpha=0.3)
+    axes.legend(frameon=False)
+    return _png(figure)
+
+
+def gain_figure(result: dict[str, Any], min_gain: float = 0.0) -> str:
+    """The bootstrap distribution of the gain, with its interval, the estimate and zero marked."""
+    plt = _pyplot()
+    gain = result["gain"]
+    distribution = gain["distribution"]
+    edges, counts = distribution["edges"], distribution["counts"]
+    figure, axes = plt.subplots(figsize=(6.4, 3.6))
+    widths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    axes.bar(edges[:-1], counts, width=widths, align="edge", color=COLORS["pretrained"], alpha=0.55)
+    axes.axvspan(gain["ci_low"], gain["ci_high"], color=COLORS["pretrained"], alpha=0.12, label="CI")
+    axes.axvline(gain["estimate"], color=COLORS["pretrained"], linewidth=2, label="estimate")
+    axes.axvline(0, color="black", linewidth=1.5, linestyle="--", label="no gain")
+    if min_gain > 0:
+        axes.axvline(min_gain, color="#1b7f3b", linewidth=1.2, linestyle=":", label="minimum gain")
+    axes.set_xlabel(f"gain in {result['metric']} (pretrained − scratch)")
+    axes.set_ylabel("bootstrap resamples")
+    axes.set_title(
+        f"Gain: {gain['estimate']:+.4f}, {gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]"
+    )
+    axes.legend(frameon=False, fontsize=8)
+    return _png(figure)
+
+
+def confusion_figure(result: dict[str, Any]) -> str:
+    """Both arms' confusion matrices side by side, rows = true label, columns = predicted."""
+    import numpy as np
+
+    plt = _pyplot()
+    names = result["label_names"]
+    size = min(9.0, 2.6 + 0.45 * len(names))
+    figure, axes = plt.subplots(1, 2, figsize=(2 * size, size * 0.85))
+    for axis, arm in zip(axes, ("pretrained", "scratch"), strict=True):
+        matrix = np.asarray(result[arm]["confusion_matrix"])
+        colormap = "Blues" if arm == "pretrained" else "Oranges"
+        axis.imshow(matrix, cmap=colormap, vmin=0, vmax=max(1, matrix.max()))
+        axis.set_title(f"{arm}: {result['metric']} {result[arm][result['metric']]:.4f}", color=COLORS[arm])
+        axis.set_xticks(range(len(names)), names, rotation=45 if len(names) > 3 else 0, ha="right")
+        axis.set_yticks(range(len(names)), names)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+        axis.spines[:].set_visible(False)
+        for (row, column), count in np.ndenumerate(matrix):
+            dark = count > matrix.max() * 0.6
+            axis.text(column, row, str(count), ha="center", va="center", color="white" if dark else "black")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _table(header: list[str], rows: list[list[Any]], numeric_from: int = 1) -> str:
+    cells = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td{' class=num' if i >= numeric_from else ''}>{html.escape(str(value))}</td>"
+            for i, value in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _data_card(card: dict[str, Any] | None) -> str:
+    if not card:
+        return "<p>No data card was given to the gate.</p>"
+    names = card["label_names"]
+    rows = [
+        [split, card["rows"][split], *(card["label_distribution"][split][n] for n in names)]
+        for split in ("train", "validation", "test")
+    ]
+    removed = card["removed"]
+    facts = [
+        ("source", card["source"] + (f" (test: {card['test_source']})" if card.get("test_source") else "")),
+        ("kind", f"{card.get('modality', 'text')}, format {card['format']}"),
+        ("fingerprint", card["fingerprint"]),
+        (
+            "removed",
+            f"{removed['empty']} empty, {removed.get('unreadable', 0)} unreadable, {removed['duplicates']} duplicate; "
+            f"{removed['leakage']['test']} test and {removed['leakage']['validation']} validation rows also in training",
+        ),
+    ]
+    return _facts(facts) + _table(["split", "rows", *(f"label {n}" for n in names)], rows)
+
+
+def _facts(facts: list[tuple[str, Any]]) -> str:
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts)
+    return f"<dl>{items}</dl>"
+
+
+def _champion(result: dict[str, Any]) -> str:
+    champion = result.get("champion")
+    if not champion:
+        return "<p>The registry had no champion to compare with.</p>"
+    if not champion["comparable"]:
+        return f"<p>Champion version {champion['version']}: {html.escape(champion['reason'])}.</p>"
+    gain = champion["gain"]
+    return (
+        f"<p>Champion version {champion['version']}: {result['metric']} {champion['champion']:.4f}, challenger "
+        f"{champion['challenger']:.4f}. Challenger − champion {gain['estimate']:+.4f}, {gain['confidence']:.0%} CI "
+        f"[{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]: "
+        f"{'not worse' if champion['non_inferior'] else 'possibly worse'}, "
+        f"{'better' if champion['superior'] else 'not shown better'}.</p>"
+    )
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1d1d1f;margin:0;background:#f6f7f9}
+main{max-width:1080px;margin:0 auto;padding:24px 28px 48px;background:#fff}
+h1{font-size:26px;margin:0 0 6px} h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #e3e5e8;padding-bottom:4px}
+.verdict{display:inline-block;color:#fff;border-radius:6px;padding:2px 10px;font-weight:600}
+.rule{color:#4a4a4f;font-size:13px;margin-top:4px}
+.grid{display:flex;flex-wrap:wrap;gap:16px} .grid figure{margin:0;flex:1 1 460px}
+figure img{max-width:100%;height:auto;display:block}
+table{border-collapse:collapse;font-size:14px;margin:6px 0} th,td{padding:4px 10px;border-bottom:1px solid #e3e5e8;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums} dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:14px}
+dt{color:#6b6b70} dd{margin:0;word-break:break-all} .pretrained{color:#1f66b3;font-weight:600} .scratch{color:#e07b00;font-weight:600}
+"""
+
+
+def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain: float = 0.0) -> str:
+    """The report page for a gate result (and the data card of its run)."""
+    metric = result["metric"]
+    gain, test = result["gain"], result["mcnemar"]
+    tests = result["curves"]["tests"]
+    verdict = result["verdict"]
+    arms = [
+        [
+            arm,
+            *(f"{result[arm][m]:.4f}" for m in ("accuracy", "macro_f1")),
+            f"{result[arm]['learning_rate']:g}",
+            result[arm]["steps"],
+            result[arm]["train_rows"],
+        ]
+        for arm in ("pretrained", "scratch")
+    ]
+    curve_rows = [
+        [
+            label,
+            f"{tests[name]['pretrained']:.4f}",
+            f"{tests[name]['scratch']:.4f}",
+            "yes" if tests[name]["higher"] else "no",
+        ]
+        for name, label in (
+            ("start", "higher start (step 0)"),
+            ("slope", "steeper slope (normalised area under the curve)"),
+            ("asymptote", "higher asymptote (mean of the last quarter)"),
+        )
+    ]
+    lineage = [
+        ("base model", result["base_model"]),
+        ("data fingerprint", result["data_fingerprint"]),
+        ("test split fingerprint", result["test_fingerprint"]),
+        ("pretrained model sha256", result["pretrained"]["model_sha256"]),
+        ("scratch model sha256", result["scratch"]["model_sha256"]),
+    ]
+    reason = result["reason"][0].upper() + result["reason"][1:] + "."
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>warmstart gate: {verdict} transfer</title><style>{STYLE}</style></head>
+<body><main>
+<h1>Transfer gate: <span class="verdict" style="background:{VERDICT_COLORS[verdict]}">{verdict}</span>
+{"passed" if result["passed"] else "not passed"}</h1>
+<p>{html.escape(reason)}</p>
+<p class="rule">Decision rule: {html.escape(result["decision_rule"])}</p>
+<h2>Result</h2>
+{_table(["arm", "accuracy", "macro-F1", "learning rate", "steps", "training rows"], arms)}
+<p><b>Gain</b> in {metric} (<span class="pretrained">pretrained</span> − <span class="scratch">scratch</span>):
+{gain["estimate"]:+.4f}, {gain["confidence"]:.0%} CI [{gain["ci_low"]:+.4f}, {gain["ci_high"]:+.4f}] over
+{result["test_rows"]} test examples. McNemar's exact test: {test["only_pretrained_right"]} examples only the pretrained
+arm got right, {test["only_scratch_right"]} only scratch got right, p = {test["p_value"]:.3g}.</p>
+<div class="grid">
+<figure><img id="curves" alt="learning curves of both arms" src="{curves_figure(result)}"></figure>
+<figure><img id="gain" alt="bootstrap distribution of the gain" src="{gain_figure(result, min_gain)}"></figure>
+</div>
+<h2>Learning curves (validation {metric})</h2>
+{_table(["test", "pretrained", "scratch", "pretrained higher"], curve_rows)}
+<p>{html.escape(match_sentence(tests["match"]))}</p>
+<h2>Confusion matrices (test split)</h2>
+<figure><img id="confusion" alt="confusion matrices of both arms" src="{confusion_figure(result)}"></figure>
+<h2>Challenger vs champion</h2>
+{_champion(result)}
+<h2>Data</h2>
+{_data_card(card)}
+<h2>Lineage</h2>
+{_facts(lineage)}
+</main></body></html>
+"""
+
+
+def write_report(
+    result: dict[str, Any], output_dir: str | Path, card: dict[str, Any] | None, min_gain: float
+) -> Path:
+    path = Path(output_dir) / HTML_FILE
+    path.write_text(render(result, card, min_gain), encoding="utf-8")
+    return path
+
+
+def find_report(path: str | Path) -> Path:
+    """The report at `path`: the file itself, the one in a gate output directory, or the latest run's
+    in a `warmstart run` work directory (named in its summary.json)."""
+    import json
+
+    path = Path(path)
+    if path.is_file() and path.suffix == ".html":
+        return path
+    if (path / HTML_FILE).is_file():
+        return path / HTML_FILE
+    summary = path / "summary.json"
+    if summary.is_file():
+        named = json.loads(summary.read_text()).get("report")
+        if named and Path(named).is_file():
+            return Path(named)
+    raise WarmstartError(
+        f"no gate report at {path}; pass a report.html, a gate output directory, or the work directory of "
+        f"`warmstart run` (default warmstart-work)"
+    )

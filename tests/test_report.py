@@ -1,0 +1,125 @@
+"""The gate's HTML report, rendered in a real headless Chromium (Debian's `chromium`, driven by Playwright)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import run_warmstart
+from test_gate import curve, fake_evaluation, flip
+
+from warmstart.config import DataConfig, GateConfig
+from warmstart.gate import gate
+from warmstart.ingest import ingest
+from warmstart.report import COLORS, HTML_FILE
+
+CHROMIUM = shutil.which("chromium")
+# What a sandboxed root process on a closed network needs (see the machine notes): no sandbox, no GPU,
+# and none of Chromium's background connections.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory, synthetic_csv):
+    """A gate run on known predictions (a clearly better pretrained arm) with a real data card."""
+    work = tmp_path_factory.mktemp("report")
+    ingest(
+        DataConfig(source=str(synthetic_csv), test_source="", text_column="text", label_column="sentiment"),
+        work / "data",
+    )
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 400)
+    p = fake_evaluation(
+        work / "p", "pretrained", labels, flip(labels, 0.1, rng), curve([0.55, 0.8, 0.86, 0.88])
+    )
+    s = fake_evaluation(work / "s", "scratch", labels, flip(labels, 0.3, rng), curve([0.5, 0.6, 0.66, 0.7]))
+    gate(GateConfig(bootstrap_samples=2000), p, s, work / "gate", dataset_dir=work / "data")
+    return work / "gate"
+
+
+def _near(pixels: np.ndarray, color: str, tolerance: int = 40) -> int:
+    rgb = np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(pixels[..., :3].astype(int) - rgb).sum(axis=-1) < tolerance).sum())
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_the_report_renders_in_headless_chromium_with_its_plots_and_no_errors(report_dir, tmp_path):
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on(
+            "console",
+            lambda m: (
+                problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None
+            ),
+        )
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+        page.goto((report_dir / HTML_FILE).as_uri())
+        page.wait_for_load_state("load")
+        heading = page.inner_text("h1")
+        images = page.evaluate(
+            "[...document.images].map(i => [i.id, i.complete, i.naturalWidth, i.naturalHeight])"
+        )
+        for name in ("curves", "gain", "confusion"):
+            page.locator(f"#{name}").screenshot(path=tmp_path / f"{name}.png")
+        page.screenshot(path=tmp_path / "report.png", full_page=True)
+        text = page.inner_text("main")
+        browser.close()
+
+    assert not problems
+    assert heading.split() == ["Transfer", "gate:", "positive", "passed"]
+    assert {
+        name for name, complete, width, height in images if complete and width > 300 and height > 200
+    } == {
+        "curves",
+        "gain",
+        "confusion",
+    }
+    for name in ("curves", "gain", "confusion"):
+        pixels = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"))
+        assert pixels.std() > 20, f"{name} looks blank"
+    curves = np.asarray(Image.open(tmp_path / "curves.png").convert("RGB"))
+    assert _near(curves, COLORS["pretrained"]) > 200 and _near(curves, COLORS["scratch"]) > 200
+    for part in (
+        "Decision rule:",
+        "McNemar's exact test",
+        "Learning curves",
+        "Confusion matrices",
+        "Lineage",
+        "label pos",
+    ):
+        assert part in text
+
+
+def test_warmstart_report_opens_the_latest_report_of_a_work_directory(report_dir, tmp_path, monkeypatch):
+    import json
+
+    work = tmp_path / "warmstart-work"
+    work.mkdir()
+    (work / "summary.json").write_text(json.dumps({"report": str(report_dir / HTML_FILE)}))
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser.chmod(0o755)
+    monkeypatch.setenv("BROWSER", str(browser))
+    result = run_warmstart("report", str(work))
+    assert result.returncode == 0, result.stderr
+    assert opened.read_text().strip() == (report_dir / HTML_FILE).resolve().as_uri()
+
+    missing = run_warmstart("report", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1
+    assert "no gate report at" in missing.stderr and "Traceback" not in missing.stderr
