@@ -1,0 +1,141 @@
+"""Transferability before fine-tuning: LogME (You, Liu, Wang & Long, ICML 2021) on frozen features.
+
+LogME treats each class's one-hot target as a Bayesian linear regression on the frozen features,
+y = F w + e with w ~ N(0, 1/alpha) and e ~ N(0, 1/beta), and scores the features by the log of the
+evidence p(y | F) at its maximum over alpha and beta, per example and averaged over the classes.
+The maximum is found with MacKay's fixed-point updates in the singular basis of F (the paper's
+Algorithm 1). Higher is better; scores of different models on the same data are comparable.
+
+This is written out rather than taken from `transformer-ranker`: see `bench/logme.py` and its
+results for the comparison (correctness against the evidence computed directly, and speed).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def log_evidence(features: np.ndarray, target: np.ndarray, alpha: float, beta: float) -> float:
+    """log p(target | features, alpha, beta) computed directly (explicit matrices): the reference the
+    fast path is checked against. Cost O(d³); for tests and small problems."""
+    f, y = np.asarray(features, np.float64), np.asarray(target, np.float64)
+    n, d = f.shape
+    a = alpha * np.eye(d) + beta * f.T @ f
+    m = beta * np.linalg.solve(a, f.T @ y)
+    _, logdet = np.linalg.slogdet(a)
+    return float(
+        d / 2 * math.log(alpha)
+        + n / 2 * math.log(beta)
+        - 0.5 * logdet
+        - beta / 2 * np.sum((f @ m - y) ** 2)
+        - alpha / 2 * m @ m
+        - n / 2 * math.log(2 * math.pi)
+    )
+
+
+def _maximum_evidence(
+    u_target: np.ndarray, rest: float, sigma: np.ndarray, n: int, d: int, tol: float, max_iter: int
+) -> tuple[float, float, float]:
+    """(max log evidence, alpha, beta) for one target, from its projection on the left singular vectors."""
+    z2 = u_target**2
+    alpha, beta = 1.0, 1.0
+    for _ in range(max_iter):
+        shrink = alpha + beta * sigma
+        gamma = float(np.sum(beta * sigma / shrink))  # the effective number of parameters
+        weights2 = float(np.sum(beta**2 * sigma * z2 / shrink**2))  # |m|²
+        residual2 = float(np.sum(z2 * (alpha / shrink) ** 2)) + rest  # |F m − y|²
+        new_alpha, new_beta = gamma / max(weights2, 1e-300), (n - gamma) / max(residual2, 1e-300)
+        done = abs(new_alpha / new_beta - alpha / beta) <= tol * alpha / beta
+        alpha, beta = new_alpha, new_beta
+        if done:
+            break
+    shrink = alpha + beta * sigma
+    weights2 = float(np.sum(beta**2 * sigma * z2 / shrink**2))
+    residual2 = float(np.sum(z2 * (alpha / shrink) ** 2)) + rest
+    # log|A| over all d directions: the singular values, and alpha alone where F has no rank.
+    logdet = float(np.sum(np.log(shrink))) + (d - len(sigma)) * math.log(alpha)
+    evidence = (
+        d / 2 * math.log(alpha)
+        + n / 2 * math.log(beta)
+        - 0.5 * logdet
+        - beta / 2 * residual2
+        - alpha / 2 * weights2
+        - n / 2 * math.log(2 * math.pi)
+    )
+    return evidence, alpha, beta
+
+
+def logme(features: np.ndarray, labels: np.ndarray, tol: float = 1e-7, max_iter: int = 200) -> float:
+    """The LogME score of `features` (n × d) for integer class `labels` (n): the mean over classes of
+    the maximum log evidence per example."""
+    f = np.asarray(features, np.float64)
+    labels = np.asarray(labels)
+    n, d = f.shape
+    if n > d:
+        # The d × d Gram matrix's eigenpairs give the same singular values and directions as an SVD of
+        # F, at a fraction of the cost when n ≫ d (the paper's reference code does the same).
+        sigma, v = np.linalg.eigh(f.T @ f)
+        keep = sigma > sigma.max() * d * np.finfo(np.float64).eps
+        sigma, v = sigma[keep], v[:, keep]
+
+        def project(y: np.ndarray) -> np.ndarray:
+            return (v.T @ (f.T @ y)) / np.sqrt(sigma)
+    else:
+        u, singular, _ = np.linalg.svd(f, full_matrices=False)
+        sigma = singular**2
+
+        def project(y: np.ndarray) -> np.ndarray:
+            return u.T @ y
+
+    scores = []
+    for label in np.unique(labels):
+        y = (labels == label).astype(np.float64)
+        projected = project(y)
+        rest = max(float(y @ y - projected @ projected), 0.0)  # the part of y outside F's column space
+        evidence, _, _ = _maximum_evidence(projected, rest, sigma, n, d, tol, max_iter)
+        scores.append(evidence / n)
+    return float(np.mean(scores))
+
+
+def mean_pooled_features(
+    model_dir: str | Path,
+    texts: list[str],
+    max_length: int,
+    batch_size: int = 64,
+    random_init: bool = False,
+    seed: int = 0,
+) -> np.ndarray:
+    """The encoder's last hidden states averaged over each text's tokens (padding left out).
+
+    `random_init` gives the same architecture with random weights: the floor a pretrained candidate
+    must clear."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if random_init:
+        torch.manual_seed(seed)
+        model: Any = AutoModel.from_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
+    else:
+        model = AutoModel.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
+    model.eval()
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    features = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            batch = tokenizer(
+                [texts[i] for i in rows],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            features[rows] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).numpy()
+    return features
