@@ -16,27 +16,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.csv as pacsv
 from machine import describe, write_result
-from scipy.optimize import minimize
 
 from warmstart.storage import resolve_local
-from warmstart.transferability import log_evidence, logme, mean_pooled_features
+from warmstart.transferability import logme, logme_reference, mean_pooled_features
 
 RESULTS = Path(__file__).resolve().parent / "results" / "logme.json"
-
-
-def reference(features: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over classes of max over (alpha, beta) of the directly computed log evidence, per example."""
-    scores = []
-    for label in np.unique(labels):
-        y = (labels == label).astype(np.float64)
-        best = minimize(
-            lambda p, y=y: -log_evidence(features, y, np.exp(p[0]), np.exp(p[1])),
-            x0=[0.0, 0.0],
-            method="Nelder-Mead",
-            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20_000},
-        )
-        scores.append(-best.fun / len(labels))
-    return float(np.mean(scores))
 
 
 def ranker_logme(features: np.ndarray, labels: np.ndarray) -> float:
@@ -64,7 +48,7 @@ def main() -> None:
         features = rng.normal(size=(n, d))
         signal = features[:, 0] + 0.5 * features[:, 1] + 0.7 * rng.normal(size=n)
         labels = np.digitize(signal, np.quantile(signal, np.linspace(0, 1, classes + 1)[1:-1]))
-        truth = reference(features, labels)
+        truth = logme_reference(features, labels)
         problems.append(
             {
                 "n": n,
