@@ -3,8 +3,7 @@
 Both arms share everything but the initial weights and the learning rate: the same architecture,
 tokenizer or image processor, training rows, step budget, batch size and seed. The run writes the
 trained model (safetensors, config, tokenizer or image processor), per-example test predictions and
-a learning curve: the
-validation metrics at step 0 and at evenly spaced steps through the budget.
+a learning curve: the validation metrics at step 0 and at evenly spaced steps through the budget.
 """
 
 from __future__ import annotations
