@@ -26,6 +26,12 @@ from warmstart.metrics import METRICS, all_metrics, weighted_metric
 from warmstart.metrics import metric as metric_value
 
 RESULT_FILE = "gate_result.json"
+# The learning-curve tests and how reports name them.
+CURVE_TESTS = {
+    "start": "start (step 0)",
+    "slope": "slope (normalised area under the curve)",
+    "asymptote": "asymptote (mean of the last quarter)",
+}
 REPORT_FILE = "report.md"
 # Bootstrap weights are built in blocks of at most this many cells, to bound memory on big test sets.
 BLOCK_CELLS = 20_000_000
@@ -405,12 +411,7 @@ def report_markdown(result: dict[str, Any]) -> str:
         "| test | pretrained | scratch | difference | pretrained higher |",
         "|---|---:|---:|---:|:---:|",
     ]
-    labels = {
-        "start": "start (step 0)",
-        "slope": "slope (normalised area under the curve)",
-        "asymptote": "asymptote (mean of the last quarter)",
-    }
-    for name, label in labels.items():
+    for name, label in CURVE_TESTS.items():
         row = tests[name]
         lines.append(
             f"| {label} | {row['pretrained']:.4f} | {row['scratch']:.4f} | {row['difference']:+.4f} | "

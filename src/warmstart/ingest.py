@@ -75,8 +75,7 @@ def read_table(uri: str, cfg: DataConfig, what: str) -> tuple[pd.DataFrame, str]
             raise DataError(str(err)) from None
         if path.is_dir():
             return _read_image_folder(path, uri, what), "imagefolder"
-        frame, fmt = _read_local_table(path, uri, cfg, what, Path(scratch))
-        return frame, fmt
+        return _read_local_table(path, uri, cfg, what, Path(scratch))
 
 
 def _read_image_folder(root: Path, uri: str, what: str) -> pd.DataFrame:

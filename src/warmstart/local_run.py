@@ -124,9 +124,8 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False) -> dict[str, An
         seconds = time.perf_counter() - started
         gate_result = load_result(pipeline_run.output.path)
         registered = registration(cfg, gate_result, run_id)
-    summary = summarize(gate_result, registered, run_id, seconds, progress_file)
-    summary["report"] = str(Path(pipeline_run.output.path) / HTML_FILE)
-    return summary
+    report = Path(pipeline_run.output.path) / HTML_FILE
+    return summarize(gate_result, registered, run_id, seconds, progress_file, report)
 
 
 @contextlib.contextmanager
@@ -176,8 +175,9 @@ def summarize(
     run_id: str,
     seconds: float,
     log_file: Path,
+    report: Path | None = None,
 ) -> dict[str, Any]:
-    """The run summary: the gate's verdict and numbers, and what was registered."""
+    """The run summary: the gate's verdict and numbers, what was registered, and where the report is."""
     metric_names = ("accuracy", "macro_f1")
     return {
         "run_id": run_id,
@@ -197,6 +197,7 @@ def summarize(
         "test_rows": gate_result["test_rows"],
         "wall_seconds": round(seconds, 1),
         "log": str(log_file),
+        "report": str(report) if report else None,
     }
 
 

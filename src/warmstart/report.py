@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from warmstart.errors import WarmstartError
-from warmstart.gate import match_sentence
+from warmstart.gate import CURVE_TESTS, match_sentence
 
 HTML_FILE = "report.html"
 # One colour per arm, everywhere.
@@ -210,11 +210,7 @@ def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain:
             f"{tests[name]['scratch']:.4f}",
             "yes" if tests[name]["higher"] else "no",
         ]
-        for name, label in (
-            ("start", "higher start (step 0)"),
-            ("slope", "steeper slope (normalised area under the curve)"),
-            ("asymptote", "higher asymptote (mean of the last quarter)"),
-        )
+        for name, label in CURVE_TESTS.items()
     ]
     lineage = [
         ("base model", result["base_model"]),
