@@ -9,21 +9,28 @@ from warmstart.components import DEFAULT_IMAGE
 def finetune(
     config: dict,
     init: str,
+    seed: int,
     dataset: Input[Dataset],
     base_model: Input[Model],
     model: Output[Model],
     evaluation: Output[Dataset],
     metrics: Output[Metrics],
 ):
-    """Train one arm (init = pretrained or scratch); evaluation holds test predictions and the learning curve."""
+    """Train one arm (init = pretrained or scratch) with one of train.seeds; evaluation holds test
+    predictions and the learning curve."""
     from warmstart.config import Config
     from warmstart.finetune import finetune as train
     from warmstart.stage import user_errors
 
     with user_errors(f"finetune[{init}]"):
         summary = train(
-            Config.from_dict(config), init, dataset.path, base_model.path, model.path, evaluation.path
+            Config.from_dict(config).for_seed(int(seed)),
+            init,
+            dataset.path,
+            base_model.path,
+            model.path,
+            evaluation.path,
         )
     for name, value in summary["test_metrics"].items():
         metrics.log_metric(f"test_{name}", value)
-    model.metadata.update({"init": init, "sha256": summary["model_sha256"]})
+    model.metadata.update({"init": init, "seed": int(seed), "sha256": summary["model_sha256"]})

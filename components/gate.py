@@ -8,10 +8,11 @@ from warmstart.components import DEFAULT_IMAGE
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def gate(
     config: dict,
-    pretrained: Input[Dataset],
-    scratch: Input[Dataset],
+    pretrained: Input[list[Dataset]],
+    scratch: Input[list[Dataset]],
     champion: Input[Dataset],
     dataset: Input[Dataset],
+    screening: Input[Artifact],
     result: Output[Artifact],
     report: Output[Markdown],
     report_html: Output[HTML],
@@ -19,7 +20,8 @@ def gate(
     confusion: Output[ClassificationMetrics],
     confusion_scratch: Output[ClassificationMetrics],
 ) -> bool:
-    """Compare the arms' test predictions: transfer gain with a paired-bootstrap CI and a verdict.
+    """Compare the arms' test predictions, one evaluation per training seed: the transfer gain with a
+    paired-bootstrap CI (over seeds and test examples) and a verdict.
 
     Returns whether the gate passed. A plain `bool` (output name `Output`) rather than a named
     output: kfp.local resolves `dsl.If` conditions only on outputs named `Output` or `task--name`.
@@ -36,11 +38,12 @@ def gate(
     with user_errors("gate"):
         decision = judge(
             Config.from_dict(config).gate,
-            pretrained.path,
-            scratch.path,
+            [evaluation.path for evaluation in pretrained],
+            [evaluation.path for evaluation in scratch],
             result.path,
             champion.path,
             dataset.path,
+            screening.path,
         )
     shutil.copyfile(Path(result.path) / REPORT_FILE, report.path)
     shutil.copyfile(Path(result.path) / HTML_FILE, report_html.path)

@@ -10,13 +10,14 @@ def register(
     config: dict,
     run_id: str,
     pipeline_job: str,
-    model: Input[Model],
+    models: Input[list[Model]],
     gate_result: Input[Artifact],
     dataset: Input[Dataset],
     base_model: Input[Model],
     registration: Output[Artifact],
 ):
-    """Publish the pretrained-init model as a new registry version; refuses without a passing gate result."""
+    """Publish the pretrained-init model the gate chose (one per training seed is given) as a new
+    registry version; refuses without a passing gate result."""
     import json
     from pathlib import Path
 
@@ -27,7 +28,7 @@ def register(
     with user_errors("register"):
         record = publish(
             Config.from_dict(config),
-            model.path,
+            [model.path for model in models],
             gate_result.path,
             dataset.path,
             base_model.path,

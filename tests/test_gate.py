@@ -7,11 +7,11 @@ import pytest
 
 from warmstart.config import GateConfig
 from warmstart.errors import WarmstartError
-from warmstart.gate import apply_policy, curve_tests, decide, gate, paired_bootstrap
+from warmstart.gate import apply_policy, curve_tests, decide, gate, mean_curve, paired_bootstrap
 from warmstart.metrics import metric, weighted_metric
 
 
-def fake_evaluation(directory, init, labels, predicted, curve, fingerprint="t" * 64):
+def fake_evaluation(directory, init, labels, predicted, curve, fingerprint="t" * 64, seed=0):
     """An evaluation directory as finetune writes it, with chosen predictions."""
     directory.mkdir(parents=True)
     classes = int(max(labels.max(), predicted.max())) + 1
@@ -34,7 +34,8 @@ def fake_evaluation(directory, init, labels, predicted, curve, fingerprint="t" *
         "train_rows": 500,
         "steps": 100,
         "train_seconds": 1.0,
-        "model_sha256": init * 4,
+        "model_sha256": f"{init}-{seed}",
+        "seed": seed,
         "learning_curve": curve,
         "label_names": [str(c) for c in range(classes)],
         "test_fingerprint": fingerprint,
@@ -144,8 +145,21 @@ def test_gate_refuses_evaluations_of_different_test_splits(tmp_path, labels):
     s = fake_evaluation(tmp_path / "s", "scratch", labels, labels, curve([0.6, 0.8]), fingerprint="b" * 64)
     with pytest.raises(WarmstartError, match="different test splits"):
         gate(GateConfig(), p, s, tmp_path / "out")
-    with pytest.raises(WarmstartError, match="needs a pretrained and a scratch evaluation"):
+    with pytest.raises(WarmstartError, match="pretrained input holds evaluations of init=scratch"):
         gate(GateConfig(), s, p, tmp_path / "out")
+
+
+def test_gate_refuses_arms_trained_with_different_seeds(tmp_path, labels):
+    p = [
+        fake_evaluation(tmp_path / f"p{i}", "pretrained", labels, labels, curve([0.6, 0.8]), seed=i)
+        for i in (0, 1)
+    ]
+    s = [
+        fake_evaluation(tmp_path / f"s{i}", "scratch", labels, labels, curve([0.6, 0.8]), seed=i)
+        for i in (0, 2)
+    ]
+    with pytest.raises(WarmstartError, match=r"different seeds \(pretrained \[0, 1\], scratch \[0, 2\]\)"):
+        gate(GateConfig(), p, s, tmp_path / "out")
 
 
 def versus(low, high, estimate=None):
@@ -298,3 +312,81 @@ def test_shuffled_labels_leave_both_arms_at_chance_and_the_verdict_neutral(tmp_p
     assert result["verdict"] == "neutral", result["reason"]
     for arm in ("pretrained", "scratch"):
         assert abs(result[arm]["accuracy"] - 0.5) < 0.15
+
+
+def seed_runs(tmp_path, labels, pretrained, scratch, validation=None):
+    """Evaluation directories for both arms, one per seed (seed i: pretrained[i] and scratch[i])."""
+    validation = validation or [0.8] * len(pretrained)
+    p = [
+        fake_evaluation(tmp_path / f"p{i}", "pretrained", labels, predicted, curve([0.5, v]), seed=i)
+        for i, (predicted, v) in enumerate(zip(pretrained, validation, strict=True))
+    ]
+    s = [
+        fake_evaluation(tmp_path / f"s{i}", "scratch", labels, predicted, curve([0.5, 0.7]), seed=i)
+        for i, predicted in enumerate(scratch)
+    ]
+    return p, s
+
+
+def test_a_start_that_helps_on_two_seeds_and_hurts_on_one_is_not_called_positive(tmp_path):
+    """Per-seed gains of about +0.08, +0.06 and −0.02: each good seed alone is positive, and so would be
+    a CI that treated the 3,000 predictions as one test set; resampling the seeds too says neutral."""
+    rng = np.random.default_rng(21)
+    labels = rng.integers(0, 2, 1000)
+    scratch = [flip(labels, 0.25, rng) for _ in range(3)]
+    pretrained = [flip(labels, share, rng) for share in (0.17, 0.19, 0.27)]
+    p, s = seed_runs(tmp_path, labels, pretrained, scratch)
+    result = gate(GateConfig(bootstrap_samples=4000), p, s, tmp_path / "out")
+    gains = [run["gain"] for run in result["seeds"]["runs"]]
+    assert gains[0] > 0.04 and gains[1] > 0.03 and gains[2] < 0
+    assert result["gain"]["estimate"] == pytest.approx(np.mean(gains))
+    assert result["verdict"] == "neutral" and not result["passed"]
+    assert result["gain"]["ci_low"] < 0 < result["gain"]["ci_high"]
+    for i in (0, 1):
+        alone = gate(GateConfig(bootstrap_samples=4000), p[i], s[i], tmp_path / f"alone{i}")
+        assert alone["verdict"] == "positive"
+    pooled_as_one_test_set = paired_bootstrap(
+        "accuracy", np.tile(labels, 3), np.concatenate(pretrained), np.concatenate(scratch), 2, 4000, 0.95, 0
+    )
+    assert pooled_as_one_test_set["ci_low"] > 0
+
+
+def test_seeds_that_agree_pool_into_a_positive_verdict_and_the_best_validation_run_is_chosen(tmp_path):
+    rng = np.random.default_rng(22)
+    labels = rng.integers(0, 2, 800)
+    scratch = [flip(labels, 0.3, rng) for _ in range(3)]
+    pretrained = [flip(labels, 0.15, rng) for _ in range(3)]
+    p, s = seed_runs(tmp_path, labels, pretrained, scratch, validation=[0.84, 0.88, 0.86])
+    result = gate(GateConfig(bootstrap_samples=2000), p, s, tmp_path / "out")
+    assert result["verdict"] == "positive" and result["gain"]["seeds"] == 3
+    seeds = result["seeds"]
+    assert (seeds["count"], seeds["values"], seeds["chosen"]) == (3, [0, 1, 2], 1)
+    assert result["pretrained"]["seed"] == result["mcnemar"]["seed"] == 1
+    assert result["pretrained"]["model_sha256"] == "pretrained-1"
+    assert result["pretrained"]["accuracy"] == pytest.approx((pretrained[1] == labels).mean())
+    assert "mean accuracy gain over 3 seeds" in result["decision_rule"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| pretrained (seed 1) |" in report and "| 2 | " in report and "mean of 3 seeds" in report
+
+
+def test_identical_seeds_give_exactly_the_one_seed_interval(tmp_path):
+    """When every seed made the same predictions, resampling seeds changes nothing."""
+    rng = np.random.default_rng(23)
+    labels = rng.integers(0, 2, 500)
+    pretrained, scratch = flip(labels, 0.2, rng), flip(labels, 0.3, rng)
+    one = paired_bootstrap("accuracy", labels, pretrained, scratch, 2, 2000, 0.95, seed=4)
+    three = paired_bootstrap(
+        "accuracy", labels, np.stack([pretrained] * 3), np.stack([scratch] * 3), 2, 2000, 0.95, 4
+    )
+    assert {k: three[k] for k in ("estimate", "ci_low", "ci_high")} == {
+        k: one[k] for k in ("estimate", "ci_low", "ci_high")
+    }
+
+
+def test_the_mean_curve_keeps_an_early_stopped_run_at_its_last_value():
+    stopped = [{"step": 0, "accuracy": 0.5, "macro_f1": 0.4}, {"step": 10, "accuracy": 0.7, "macro_f1": 0.6}]
+    full = [*curve([0.5, 0.8]), {"step": 20, "accuracy": 0.9, "macro_f1": 0.9}]
+    mean = mean_curve([stopped, full])
+    assert [point["step"] for point in mean] == [0, 10, 20]
+    assert mean[2]["accuracy"] == pytest.approx(0.8) and mean[2]["macro_f1"] == pytest.approx(0.75)
+    assert mean_curve([full]) == full

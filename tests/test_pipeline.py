@@ -1,7 +1,9 @@
 """The DAG: compiled for Kubeflow, and run for real through kfp.local by the `warmstart` command."""
 
 import json
+from pathlib import Path
 
+import pytest
 import yaml
 from conftest import run_warmstart, synthetic_rows, write_csv
 from kfp import components
@@ -11,7 +13,13 @@ from warmstart.config import Config
 from warmstart.registry import Registry
 
 
-def test_compiled_pipeline_has_the_five_stages_gpu_and_the_gate_condition(tmp_path):
+def dag_tasks(spec):
+    """Every task of the compiled pipeline, in the root DAG and in the sub-DAGs (loops, conditions)."""
+    dags = [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]
+    return {name: task for dag in dags for name, task in dag["tasks"].items()}
+
+
+def test_compiled_pipeline_has_the_five_stages_gpu_the_seed_loop_and_the_gate_condition(tmp_path):
     path = compile_pipeline(
         Config(), tmp_path / "p.yaml", image="registry.example/warmstart@sha256:" + "a" * 64
     )
@@ -28,20 +36,27 @@ def test_compiled_pipeline_has_the_five_stages_gpu_and_the_gate_condition(tmp_pa
     ]
     assert sorted(gpu_tasks) == ["exec-finetune", "exec-finetune-2"]
     assert executors["exec-finetune"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
-    root = spec["root"]["dag"]["tasks"]
-    condition = next(t for t in root.values() if "triggerPolicy" in t)
+    tasks = dag_tasks(spec)
+    # Both arms run once per seed: a ParallelFor over the seeds ingest read from the run's config.
+    loop_name, loop = next((name, task) for name, task in tasks.items() if "parameterIterator" in task)
+    assert loop["taskInfo"]["name"] == "seeds"
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--ingest-Output"
+    in_loop = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    inits = sorted(t["inputs"]["parameters"]["init"]["runtimeValue"]["constant"] for t in in_loop.values())
+    assert inits == ["pretrained", "scratch"]
+    assert all("seed" in t["inputs"]["parameters"] for t in in_loop.values())
+    # The gate takes every seed's evaluation; register runs only when the gate passed.
+    gate_inputs = tasks["gate"]["inputs"]["artifacts"]
+    assert gate_inputs["pretrained"]["taskOutputArtifact"]["producerTask"] == loop_name
+    condition = next(t for t in tasks.values() if "triggerPolicy" in t)
     assert (
         condition["triggerPolicy"]["condition"]
-        == "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
+        == "inputs.parameter_values['pipelinechannel--passed'] == true"
     )
     inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
     assert list(inner) == ["register"]
-    inits = sorted(
-        t["inputs"]["parameters"]["init"]["runtimeValue"]["constant"]
-        for n, t in root.items()
-        if n.startswith("finetune")
-    )
-    assert inits == ["pretrained", "scratch"]
+    passed = tasks["register-if-passed"]["inputs"]["parameters"]["passed"]
+    assert passed["taskOutputParameter"] == {"producerTask": "gate", "outputParameterKey": "Output"}
     assert (
         spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]["train"]["strategy"]
         == "full"
@@ -64,8 +79,7 @@ def test_finetune_tasks_retry_and_request_a_gpu_per_process(tmp_path):
     spec = yaml.safe_load(
         compile_pipeline(Config.from_dict({"train": {"nproc_per_node": 4}}), tmp_path / "p.yaml").read_text()
     )
-    tasks = spec["root"]["dag"]["tasks"]
-    finetunes = [task for name, task in tasks.items() if name.startswith("finetune")]
+    finetunes = [task for name, task in dag_tasks(spec).items() if name.startswith("finetune")]
     assert len(finetunes) == 2
     for task in finetunes:
         assert task["retryPolicy"]["maxRetryCount"] == 2
@@ -145,11 +159,17 @@ def tiny_run_config(tmp_path, model, **gate):
 
 
 def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
-    """The whole DAG through kfp.local on a tiny model whose pre-training carries over."""
+    """The whole DAG through kfp.local on a tiny model whose pre-training carries over, two seeds per
+    arm (a ParallelFor whose evaluations the gate collects): the chosen seed's model is registered."""
     config = tiny_run_config(tmp_path, tiny_pretrained_model)
-    result = run_warmstart("run", "--config", str(config), "--workdir", str(tmp_path / "work"))
+    result = run_warmstart(
+        "run", "--config", str(config), "--workdir", str(tmp_path / "work"), "--set", "train.seeds=[3, 5]"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "work" / "summary.json").read_text())
+    assert summary["seeds"]["count"] == 2 and summary["seeds"]["values"] in ([3, 5], [5, 3])
+    assert set(summary["seeds"]["gains"]) == {"3", "5"}
+    assert summary["gain"]["estimate"] == pytest.approx(sum(summary["seeds"]["gains"].values()) / 2)
     assert summary["verdict"] == "positive"
     assert summary["gain"]["ci_low"] > 0
     assert summary["pretrained"]["accuracy"] > summary["scratch"]["accuracy"]
@@ -161,16 +181,37 @@ def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
     lineage = registry.metadata("tiny-reviews", 1)["lineage"]
     assert lineage["run_id"] == summary["run_id"]
     assert lineage["pipeline_job"].startswith("warmstart-transfer-")
+    gate_result = json.loads(Path(summary["report"]).with_name("gate_result.json").read_text())
+    chosen = summary["seeds"]["chosen"]
+    assert gate_result["pretrained"]["seed"] == chosen
+    assert registry.metadata("tiny-reviews", 1)["model_sha256"] == gate_result["pretrained"]["model_sha256"]
+    assert registry.metadata("tiny-reviews", 1)["gate"]["seeds"]["chosen"] == chosen
     assert "positive transfer" in result.stdout
     assert "registered tiny-reviews version 1" in result.stdout
 
 
-def test_a_gate_that_does_not_pass_skips_register_and_still_exits_zero(tmp_path, tiny_pretrained_model):
-    """Same run, but a minimum gain no model can clear: the DAG ends at the gate, nothing is registered."""
+def test_a_gate_that_does_not_pass_skips_register_and_still_exits_zero(
+    tmp_path, tiny_pretrained_model, tiny_random_model
+):
+    """Same run, but a minimum gain no model can clear: the DAG ends at the gate, nothing is registered.
+    A random tiny BERT is offered as a candidate too: the pre-screen keeps the pre-trained source."""
     config = tiny_run_config(tmp_path, tiny_pretrained_model, min_gain=0.95)
-    result = run_warmstart("run", "--config", str(config), "--workdir", str(tmp_path / "work"))
+    result = run_warmstart(
+        "run",
+        "--config",
+        str(config),
+        "--workdir",
+        str(tmp_path / "work"),
+        "--set",
+        f"model.candidates=[{tiny_random_model}]",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "work" / "summary.json").read_text())
+    screening = summary["screening"]
+    assert screening["chosen"] == str(tiny_pretrained_model)
+    assert [entry["source"] for entry in screening["ranking"]][0] == str(tiny_pretrained_model)
+    assert sum(entry["floor"] for entry in screening["ranking"]) == 1
+    assert "Pre-screen of the candidates" in Path(summary["report"]).read_text()
     assert summary["verdict"] == "neutral"
     assert summary["gain"]["estimate"] > 0
     assert summary["registered"] is None

@@ -34,7 +34,8 @@ def make_run_outputs(root: Path, tiny_random_model: Path, salt: int = 0, data_fi
         "metric": "accuracy",
         "decision_rule": "rule",
         "gain": {"estimate": 0.1, "ci_low": 0.05, "ci_high": 0.15, "confidence": 0.95},
-        "mcnemar": {"only_pretrained_right": 12, "only_scratch_right": 2, "p_value": 0.013},
+        "mcnemar": {"only_pretrained_right": 12, "only_scratch_right": 2, "p_value": 0.013, "seed": 0},
+        "seeds": {"count": 1, "values": [0], "chosen": 0, "chosen_by": "the best final validation accuracy"},
         "pretrained": {**arm, "model_sha256": sha256_file(model / "model.safetensors")},
         "scratch": {**arm, "accuracy": 0.8, "macro_f1": 0.8, "learning_rate": 5e-4},
         "label_names": ["neg", "pos"],
@@ -148,6 +149,20 @@ def test_another_model_than_the_judged_one_is_refused(registry_uri, outputs):
     registry = Registry(registry_uri)
     assert registry.alias("reviews", "champion") is None
     assert registry.store.children("reviews") == []
+
+
+def test_of_one_model_per_seed_the_one_the_gate_chose_is_registered(registry_uri, outputs):
+    chosen, others = outputs(1), [outputs(2)["model_dir"], outputs(3)["model_dir"]]
+    record = register(
+        config(registry_uri), **{**chosen, "model_dir": [others[0], chosen["model_dir"], others[1]]}
+    )
+    registry = Registry(registry_uri)
+    assert registry.metadata("reviews", record["version"])["model_sha256"] == sha256_file(
+        chosen["model_dir"] / "model.safetensors"
+    )
+    with pytest.raises(RegistrationRefused, match="not the one the gate judged"):
+        register(config(registry_uri), **{**chosen, "model_dir": others})
+    assert registry.versions("reviews") == [1]
 
 
 def test_a_half_written_version_is_invisible(registry_uri, outputs):

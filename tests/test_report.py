@@ -28,9 +28,10 @@ FLAGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def report_dir(tmp_path_factory, synthetic_csv):
-    """A gate run on known predictions (a clearly better pretrained arm) with a real data card."""
+@pytest.fixture(scope="module", params=[1, 3], ids=["one seed", "three seeds"])
+def report_dir(request, tmp_path_factory, synthetic_csv):
+    """A gate run on known predictions (a clearly better pretrained arm) with a real data card; one
+    training seed, or three with curves that differ, so the report shows their spread."""
     work = tmp_path_factory.mktemp("report")
     ingest(
         DataConfig(source=str(synthetic_csv), test_source="", text_column="text", label_column="sentiment"),
@@ -38,12 +39,37 @@ def report_dir(tmp_path_factory, synthetic_csv):
     )
     rng = np.random.default_rng(5)
     labels = rng.integers(0, 2, 400)
-    p = fake_evaluation(
-        work / "p", "pretrained", labels, flip(labels, 0.1, rng), curve([0.55, 0.8, 0.86, 0.88])
-    )
-    s = fake_evaluation(work / "s", "scratch", labels, flip(labels, 0.3, rng), curve([0.5, 0.6, 0.66, 0.7]))
+    p, s = [], []
+    for seed in range(request.param):
+        shift = 0.04 * seed
+        p.append(
+            fake_evaluation(
+                work / f"p{seed}",
+                "pretrained",
+                labels,
+                flip(labels, 0.1, rng),
+                curve([0.55 - shift, 0.8 - shift, 0.86, 0.88 - shift / 2]),
+                seed=seed,
+            )
+        )
+        s.append(
+            fake_evaluation(
+                work / f"s{seed}",
+                "scratch",
+                labels,
+                flip(labels, 0.3, rng),
+                curve([0.5, 0.6 + shift, 0.66 + shift, 0.7]),
+                seed=seed,
+            )
+        )
     gate(GateConfig(bootstrap_samples=2000), p, s, work / "gate", dataset_dir=work / "data")
     return work / "gate"
+
+
+def _tint(color: str, alpha: float) -> str:
+    """`color` drawn with `alpha` over white."""
+    channels = (round(255 - alpha * (255 - int(color[i : i + 2], 16))) for i in (1, 3, 5))
+    return "#" + "".join(f"{c:02x}" for c in channels)
 
 
 def _near(pixels: np.ndarray, color: str, tolerance: int = 40) -> int:
@@ -94,6 +120,12 @@ def test_the_report_renders_in_headless_chromium_with_its_plots_and_no_errors(re
         assert pixels.std() > 20, f"{name} looks blank"
     curves = np.asarray(Image.open(tmp_path / "curves.png").convert("RGB"))
     assert _near(curves, COLORS["pretrained"]) > 200 and _near(curves, COLORS["scratch"]) > 200
+    several = (report_dir.parent / "p1").exists()
+    # The seeds' spread: each arm's colour at 15% over white fills a band.
+    bands = [_near(curves, _tint(COLORS[arm], 0.15), tolerance=12) for arm in ("pretrained", "scratch")]
+    assert all(band > 2000 for band in bands) if several else not any(band > 2000 for band in bands), bands
+    if several:
+        assert "Per seed (accuracy). The registered model is seed" in text and "mean of 3 seeds" in text
     for part in (
         "Decision rule:",
         "McNemar's exact test",

@@ -310,4 +310,4 @@ def test_a_two_node_trainjob_trains_and_the_step_gets_its_outputs(
     ).exists()
     assert summary["test_metrics"]["accuracy"] > 0.8
     assert len(server.created) == 1
-    assert "finetune[pretrained] step" in server.logs[server.created[0]["metadata"]["name"]]
+    assert "finetune[pretrained seed 0] step" in server.logs[server.created[0]["metadata"]["name"]]

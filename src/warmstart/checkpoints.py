@@ -22,7 +22,8 @@ from warmstart.storage import Store, open_store, sha256_file
 MARKER = "complete.json"
 STEP_DIR = re.compile(r"step-(\d{9})$")
 # Settings that decide where and how often checkpoints go, not what training computes.
-NOT_IN_KEY = ("checkpoint_uri", "checkpoint_steps", "checkpoint_keep", "trainer_timeout_minutes")
+# `seeds` lists the runs; each run's own seed is `seed`, which is in the key.
+NOT_IN_KEY = ("checkpoint_uri", "checkpoint_steps", "checkpoint_keep", "trainer_timeout_minutes", "seeds")
 
 
 def run_name(init: str, train: dict[str, Any], **inputs: Any) -> str:

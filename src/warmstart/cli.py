@@ -47,16 +47,26 @@ def _print_summary(summary: dict) -> None:
     table.add_column("")
     for metric in ("accuracy", "macro_f1"):
         table.add_column(metric, justify="right")
+    seeds = summary["seeds"]
+    several = seeds["count"] > 1
     for arm in ("pretrained", "scratch"):
-        table.add_row(arm, *(f"{summary[arm][m]:.4f}" for m in ("accuracy", "macro_f1")))
+        label = f"{arm} (seed {seeds['chosen']})" if several else arm
+        table.add_row(label, *(f"{summary[arm][m]:.4f}" for m in ("accuracy", "macro_f1")))
     console.print(table)
     gain = summary["gain"]
     console.print(
-        f"gain ({summary['metric']}): {gain['estimate']:+.4f}  "
-        f"{gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]  "
-        f"on {summary['test_rows']} test examples; McNemar p = {summary['mcnemar_p']:.3g}",
+        f"gain ({summary['metric']}{', mean over ' + str(seeds['count']) + ' seeds' if several else ''}): "
+        f"{gain['estimate']:+.4f}  {gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}]  "
+        f"on {summary['test_rows']} test examples; McNemar p = {summary['mcnemar_p']:.3g}"
+        f"{' (seed ' + str(seeds['chosen']) + ')' if several else ''}",
         highlight=False,
     )
+    if several:
+        per_seed = ", ".join(f"seed {seed} {value:+.4f}" for seed, value in seeds["gains"].items())
+        console.print(
+            f"gain per seed: {per_seed}; registered candidate: seed {seeds['chosen']} ({seeds['chosen_by']})",
+            highlight=False,
+        )
     labels = {"start": "start", "slope": "area under curve", "asymptote": "asymptote"}
     curves = "; ".join(
         f"{labels[name]} {test['pretrained']:.3f} vs {test['scratch']:.3f}"

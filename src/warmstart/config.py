@@ -65,8 +65,20 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     source: str = Field(
         DEMO_MODEL_URI,
-        description="Pretrained model: a local directory, pkg://PACKAGE/DIR, s3://BUCKET/PREFIX or "
-        "hf://ORG/NAME@REVISION. Safetensors weights only.",
+        description="Pretrained model: a local directory, pkg://PACKAGE/DIR, s3://BUCKET/PREFIX, "
+        "hf://ORG/NAME@REVISION, or registry://NAME@champion (also @latest, @VERSION: a model in registry.uri). "
+        "Safetensors weights only.",
+    )
+    candidates: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Other pretrained models to weigh against `source` before fine-tuning (URIs of the same kinds). "
+        "Each is scored with LogME on mean-pooled frozen features of the training split, beside a random-init "
+        "floor of `source`'s architecture; the best is fine-tuned and the ranking is in the report. "
+        "Empty: `source` is fine-tuned without a pre-screen.",
+    )
+    screen_rows: int = Field(
+        2000, ge=0, description="Training rows the pre-screen scores candidates on (0: all)."
     )
     max_length: int = Field(
         128, ge=8, le=8192, description="Tokens kept per text (longer texts are truncated)."
@@ -139,6 +151,13 @@ class TrainConfig(_Section):
         8, ge=1, le=200, description="Learning-curve evaluations after step 0, evenly spread over the budget."
     )
     seed: int = Field(0, ge=0, description="Seed of initialisation, data order and dropout.")
+    seeds: list[int] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Train each arm once per seed (e.g. [0, 1, 2]; in parallel on a cluster) and let the gate "
+        "pool them: the gain is the mean over seeds and its CI resamples seeds as well as test examples. "
+        "Empty: one run per arm with `seed`.",
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="Autocast precision of training. auto: bf16 on a GPU that supports it, fp16 on an older "
@@ -201,6 +220,19 @@ class TrainConfig(_Section):
     trainer_timeout_minutes: int = Field(
         1440, ge=1, description="num_nodes > 1: how long the step waits for the TrainJob."
     )
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        if any(seed < 0 for seed in value):
+            raise ValueError("seeds must be 0 or more")
+        if len(set(value)) != len(value):
+            raise ValueError("each seed must appear once; a repeated seed repeats the very same run")
+        return value
+
+    def run_seeds(self) -> list[int]:
+        """The seeds each arm is trained with: `seeds`, or `[seed]` when that is empty."""
+        return list(self.seeds) or [self.seed]
 
 
 class GateConfig(_Section):
@@ -297,6 +329,14 @@ class Config(_Section):
         if isinstance(registry, dict) and not registry.get("name"):
             values["registry"] = {**registry, "name": name_from_source(source)}
         return values
+
+    def for_seed(self, seed: int) -> Config:
+        """This config for one of its training runs: `train.seed` set to `seed`."""
+        if seed not in self.train.run_seeds():
+            raise ConfigError(f"seed {seed} is not one of train.seeds {self.train.run_seeds()}")
+        copy = self.model_copy(deep=True)
+        copy.train.seed = seed
+        return copy
 
     def checkpoint_root(self) -> str:
         """train.checkpoint_uri, else `.checkpoints` under the registry ('' when neither is set)."""
@@ -426,6 +466,7 @@ def check_for_cluster(cfg: Config) -> None:
         ("data.source", cfg.data.source),
         ("data.test_source", cfg.data.test_source),
         ("model.source", cfg.model.source),
+        *((f"model.candidates[{i}]", uri) for i, uri in enumerate(cfg.model.candidates)),
         ("registry.uri", cfg.registry.uri),
         ("train.checkpoint_uri", cfg.train.checkpoint_uri),
     ):

@@ -1,8 +1,10 @@
 """fetch_model: resolve a pretrained-model URI into a local directory of safe files plus a manifest.
 
 Sources: a local directory, `pkg://PACKAGE/DIR` (weights shipped in an installed Python package),
-`s3://BUCKET/PREFIX` (a model directory in object storage) and `hf://ORG/NAME@REVISION` (the Hugging Face Hub through huggingface_hub, which honours HF_HOME and
-HF_HUB_OFFLINE). Only safetensors weights are accepted; pickled weights are never copied or loaded,
+`s3://BUCKET/PREFIX` (a model directory in object storage), `hf://ORG/NAME@REVISION` (the Hugging
+Face Hub through huggingface_hub, which honours HF_HOME and HF_HUB_OFFLINE) and
+`registry://NAME@champion` (or `@latest`, `@VERSION`: a model this registry holds, so yesterday's
+fine-tuned model can be today's starting point). Only safetensors weights are accepted; pickled weights are never copied or loaded,
 and a model that needs custom code (`auto_map`) is refused because trust_remote_code is never used.
 """
 
@@ -28,9 +30,10 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".m
 # Config, tokenizer and card files a sequence classifier needs; everything else stays behind.
 KEPT_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".md", ".tiktoken")
 HF_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.model", "README.md"]
+REGISTRY_SOURCE = re.compile(r"registry://([a-z0-9][a-z0-9._-]*)@(champion|latest|[0-9]+)")
 
 
-def _download_from_hub(uri: str) -> tuple[Path, str]:
+def _download_from_hub(uri: str, what: str) -> tuple[Path, str]:
     """hf://ORG/NAME[@REVISION] → the snapshot directory and the commit it resolved to."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -38,17 +41,17 @@ def _download_from_hub(uri: str) -> tuple[Path, str]:
     parsed = urlparse(uri)
     repo, _, revision = f"{parsed.netloc}{parsed.path}".partition("@")
     if repo.count("/") != 1:
-        raise ModelError(f"model.source '{uri}': expected hf://ORG/NAME or hf://ORG/NAME@REVISION")
+        raise ModelError(f"{what} '{uri}': expected hf://ORG/NAME or hf://ORG/NAME@REVISION")
     try:
         path = Path(snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=HF_PATTERNS))
     except LocalEntryNotFoundError:
         raise ModelError(
-            f"model.source '{uri}': not in the local Hugging Face cache and the Hub cannot be reached; "
+            f"{what} '{uri}': not in the local Hugging Face cache and the Hub cannot be reached; "
             f"pre-populate HF_HOME or allow network access"
         ) from None
     except HfHubHTTPError as err:
         raise ModelError(
-            f"model.source '{uri}': the Hub refused the download ({err}); check ORG/NAME@REVISION"
+            f"{what} '{uri}': the Hub refused the download ({err}); check ORG/NAME@REVISION"
         ) from None
     return path, path.name  # snapshots/<commit>/
 
@@ -71,20 +74,20 @@ def _license(model_dir: Path) -> str | None:
     return None
 
 
-def check_model_dir(model_dir: Path, uri: str) -> list[Path]:
+def check_model_dir(model_dir: Path, uri: str, what: str = "model.source") -> list[Path]:
     """The safetensors files of a model directory, after refusing what must never be loaded."""
     config_file = model_dir / "config.json"
     if not config_file.is_file():
         raise ModelError(
-            f"model.source '{uri}': no config.json in {model_dir}; point it at a Hugging Face model directory"
+            f"{what} '{uri}': no config.json in {model_dir}; point it at a Hugging Face model directory"
         )
     try:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
-        raise ModelError(f"model.source '{uri}': config.json is not valid JSON ({err})") from None
+        raise ModelError(f"{what} '{uri}': config.json is not valid JSON ({err})") from None
     if config.get("auto_map") or config.get("trust_remote_code"):
         raise ModelError(
-            f"model.source '{uri}': the model needs its own Python code (auto_map in config.json); "
+            f"{what} '{uri}': the model needs its own Python code (auto_map in config.json); "
             f"warmstart never runs trust_remote_code, pick a model supported by transformers itself"
         )
     weights = sorted(model_dir.glob("*.safetensors"))
@@ -92,7 +95,7 @@ def check_model_dir(model_dir: Path, uri: str) -> list[Path]:
         pickled = sorted(p.name for p in model_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
         found = f" (found only {', '.join(pickled)})" if pickled else ""
         raise ModelError(
-            f"model.source '{uri}': no *.safetensors weights in {model_dir}{found}; pickled weights can run "
+            f"{what} '{uri}': no *.safetensors weights in {model_dir}{found}; pickled weights can run "
             f"arbitrary code when loaded and are refused; convert the model to safetensors"
         )
     for weight in weights:
@@ -101,8 +104,7 @@ def check_model_dir(model_dir: Path, uri: str) -> list[Path]:
                 handle.keys()
         except Exception as err:  # safetensors raises its own error types for truncated or corrupt headers
             raise ModelError(
-                f"model.source '{uri}': {weight.name} is not a readable safetensors file ({err}); "
-                f"download it again"
+                f"{what} '{uri}': {weight.name} is not a readable safetensors file ({err}); download it again"
             ) from None
     return weights
 
@@ -120,36 +122,84 @@ def parameter_count(weights: list[Path]) -> int:
     return total
 
 
-def fetch_model(cfg: ModelConfig, output_dir: str | Path) -> dict[str, Any]:
-    """Copy the model named by `cfg.source` into `output_dir` (safe files only) and write its manifest."""
-    uri = cfg.source
+def fetch_model(cfg: ModelConfig, output_dir: str | Path, registry_uri: str = "") -> dict[str, Any]:
+    """Copy the model named by `cfg.source` into `output_dir` (safe files only) and write its manifest.
+
+    `registry_uri` is where `registry://NAME@...` sources are looked up (the run's registry.uri).
+    """
+    return fetch(cfg.source, output_dir, registry_uri)
+
+
+def fetch(
+    uri: str, output_dir: str | Path, registry_uri: str = "", what: str = "model.source"
+) -> dict[str, Any]:
+    """Copy the model at `uri` into `output_dir` and write its manifest; `what` names the setting
+    the URI came from, in errors."""
     scheme = scheme_of(uri)
     with tempfile.TemporaryDirectory(prefix="warmstart-fetch-") as scratch:
         if scheme == "hf":
-            source_dir, revision = _download_from_hub(uri)
+            source_dir, revision = _download_from_hub(uri, what)
         elif scheme == "s3":
             try:
                 source_dir, revision = fetch_tree(uri, Path(scratch), KEPT_SUFFIXES), None
             except WarmstartError as err:
-                raise ModelError(f"model.source: {err}") from None
+                raise ModelError(f"{what}: {err}") from None
+        elif scheme == "registry":
+            source_dir, revision = _from_registry(uri, registry_uri, Path(scratch), what)
         else:
-            source_dir, revision = _local_model_dir(uri), (_package_version(uri) if scheme == "pkg" else None)
-        return _copy_safe_files(source_dir, uri, revision, Path(output_dir))
+            source_dir, revision = (
+                _local_model_dir(uri, what),
+                (_package_version(uri) if scheme == "pkg" else None),
+            )
+        return _copy_safe_files(source_dir, uri, revision, Path(output_dir), what)
 
 
-def _local_model_dir(uri: str) -> Path:
+def _from_registry(uri: str, registry_uri: str, target: Path, what: str) -> tuple[Path, str]:
+    """registry://NAME@champion, @latest or @VERSION → that version's model files, and which version."""
+    from warmstart.registry import Registry
+
+    match = REGISTRY_SOURCE.fullmatch(uri)
+    if not match:
+        raise ModelError(
+            f"{what} '{uri}': expected registry://NAME@champion, registry://NAME@latest or registry://NAME@VERSION"
+        )
+    if not registry_uri:
+        raise ModelError(
+            f"{what} '{uri}' names a registered model, but registry.uri is empty; set registry.uri"
+        )
+    name, which = match.groups()
+    registry = Registry(registry_uri)
+    versions = registry.versions(name)
+    if which == "champion":
+        version = registry.alias(name, "champion")
+    elif which == "latest":
+        version = versions[-1] if versions else None
+    else:
+        version = int(which) if int(which) in versions else None
+    if version is None:
+        listed = ", ".join(map(str, versions)) or "none"
+        raise ModelError(
+            f"{what} '{uri}': {name} has no {which if which in ('champion', 'latest') else 'version ' + which} "
+            f"in {registry_uri} (versions: {listed}); see `warmstart registry list`"
+        )
+    return registry.download_version(name, version, target), f"{name} version {version}"
+
+
+def _local_model_dir(uri: str, what: str) -> Path:
     try:
-        source_dir = resolve_local(uri, "model.source")
+        source_dir = resolve_local(uri, what)
     except WarmstartError as err:
         raise ModelError(str(err)) from None
     if not source_dir.is_dir():
-        raise ModelError(f"model.source '{uri}' is a file; point it at the model's directory")
+        raise ModelError(f"{what} '{uri}' is a file; point it at the model's directory")
     return source_dir
 
 
-def _copy_safe_files(source_dir: Path, uri: str, revision: str | None, output_dir: Path) -> dict[str, Any]:
+def _copy_safe_files(
+    source_dir: Path, uri: str, revision: str | None, output_dir: Path, what: str
+) -> dict[str, Any]:
     """Check the model, copy its safe files to `output_dir` and write the manifest."""
-    weights = check_model_dir(source_dir, uri)
+    weights = check_model_dir(source_dir, uri, what)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, dict[str, Any]] = {}

@@ -373,7 +373,7 @@ def _train(
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             if state.is_world_process_zero:
                 print(
-                    f"finetune[{init}] step {state.global_step}/{total_steps} "
+                    f"finetune[{init} seed {train_cfg.seed}] step {state.global_step}/{total_steps} "
                     f"validation accuracy {metrics.get('eval_accuracy', float('nan')):.4f} "
                     f"macro_f1 {metrics.get('eval_macro_f1', float('nan')):.4f} "
                     f"({time.perf_counter() - started:.0f}s)",
@@ -393,7 +393,7 @@ def _train(
         )
     if resume is not None and rank == 0:
         print(
-            f"finetune[{init}] resuming from step {resume.name.split('-')[-1]} of {total_steps} "
+            f"finetune[{init} seed {train_cfg.seed}] resuming from step {resume.name.split('-')[-1]} of {total_steps} "
             f"({checkpoints.uri})",
             flush=True,
         )

@@ -2,7 +2,14 @@
 
 Both arms predicted the same test examples, so the comparison is paired: the transfer gain
 (pretrained − scratch) is re-measured on bootstrap resamples of the test set, each resample drawn
-once and applied to both arms (Efron & Tibshirani 1993, ch. 16; Koehn 2004 for NLP). The verdict:
+once and applied to both arms (Efron & Tibshirani 1993, ch. 16; Koehn 2004 for NLP). With several
+training seeds (`train.seeds`) the gain is the mean over seeds of the paired difference, and each
+resample also redraws the seeds with replacement, so the interval holds seed variance as well as
+test-set sampling: the Multi-Bootstrap of Sellam et al. 2022 (The MultiBERTs, ICLR), here with the
+two arms paired by seed. With few seeds this interval is, if anything, too narrow (a bootstrap over
+k seeds sees (k − 1)/k of their variance), so more seeds make a verdict more trustworthy. The
+registered model is the pretrained run with the best final validation metric; choosing on the
+test split would bias the numbers reported for it. The verdict:
 positive when the whole interval lies above `gate.min_gain`, negative when it lies below zero
 (pretraining hurt: negative transfer), neutral otherwise. Only a positive verdict passes. McNemar's
 exact test on the examples where the arms disagree (McNemar 1947; Dietterich 1998 for comparing
@@ -46,9 +53,16 @@ def paired_bootstrap(
     samples: int,
     confidence: float,
     seed: int,
-) -> dict[str, float]:
-    """Gain estimate and percentile interval, every resample shared by both arms (vectorised)."""
-    n = len(labels)
+) -> dict[str, Any]:
+    """Gain estimate and percentile interval, every resample shared by both arms (vectorised).
+
+    `pretrained` and `scratch` are one prediction per test row, or one row of predictions per
+    training seed (seed i of one arm paired with seed i of the other). With several seeds the
+    estimate is the mean of the per-seed gains and every resample also draws the seeds with
+    replacement (Multi-Bootstrap).
+    """
+    pretrained, scratch = np.atleast_2d(pretrained), np.atleast_2d(scratch)
+    runs, n = pretrained.shape
     rng = np.random.default_rng(seed)
     gains = np.empty(samples)
     block = max(1, min(samples, BLOCK_CELLS // max(n, 1)))
@@ -56,21 +70,34 @@ def paired_bootstrap(
         rows = min(block, samples - start)
         draws = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
         weights = np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n)
-        gains[start : start + rows] = weighted_metric(
-            metric, labels, pretrained, weights, classes
-        ) - weighted_metric(metric, labels, scratch, weights, classes)
+        per_run = np.stack(
+            [
+                weighted_metric(metric, labels, pretrained[i], weights, classes)
+                - weighted_metric(metric, labels, scratch[i], weights, classes)
+                for i in range(runs)
+            ],
+            axis=1,
+        )  # (rows, runs)
+        if runs > 1:
+            per_run = np.take_along_axis(per_run, rng.integers(0, runs, size=(rows, runs)), axis=1)
+        gains[start : start + rows] = per_run.mean(axis=1)
     tail = (1 - confidence) / 2
     low, high = np.quantile(gains, [tail, 1 - tail])
-    estimate = metric_value(metric, labels, pretrained, classes) - metric_value(
-        metric, labels, scratch, classes
+    estimate = np.mean(
+        [
+            metric_value(metric, labels, pretrained[i], classes)
+            - metric_value(metric, labels, scratch[i], classes)
+            for i in range(runs)
+        ]
     )
-    counts, edges = _histogram(gains, step=1 / n if metric == "accuracy" else None)
+    counts, edges = _histogram(gains, step=1 / (n * runs) if metric == "accuracy" else None)
     return {
         "estimate": float(estimate),
         "ci_low": float(low),
         "ci_high": float(high),
         "confidence": confidence,
         "bootstrap_samples": samples,
+        "seeds": runs,
         "standard_error": float(gains.std(ddof=1)),
         "distribution": {"edges": edges.tolist(), "counts": counts.tolist()},  # for the report's plot
     }
@@ -119,6 +146,35 @@ def decide(gain: dict[str, float], min_gain: float) -> tuple[str, str]:
         f"neutral: the {level} of the gain does not clear the minimum gain {min_gain:+.4f}, "
         f"so the data do not show that pretraining helped"
     )
+
+
+def aligned_curves(curves: list[list[dict[str, Any]]], metric: str) -> tuple[list[int], np.ndarray]:
+    """Every seed's curve on the union of their evaluated steps: (steps, one row per seed).
+
+    A run stopped early keeps its last value for the steps after it, as the model it kept does.
+    """
+    steps = sorted({point["step"] for curve in curves for point in curve})
+    rows = []
+    for curve in curves:
+        known = {point["step"]: point[metric] for point in curve}
+        value, row = known[min(known)], []
+        for step in steps:
+            value = known.get(step, value)
+            row.append(value)
+        rows.append(row)
+    return steps, np.array(rows, dtype=float)
+
+
+def mean_curve(curves: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The seeds' mean learning curve, each point with both metrics (one seed: its own curve)."""
+    if len(curves) == 1:
+        return curves[0]
+    points: dict[int, dict[str, Any]] = {}
+    for name in METRICS:
+        steps, values = aligned_curves(curves, name)
+        for step, value in zip(steps, values.mean(axis=0), strict=True):
+            points.setdefault(step, {"step": step})[name] = float(value)
+    return [points[step] for step in sorted(points)]
 
 
 def curve_tests(
@@ -264,65 +320,169 @@ def apply_policy(
     }
 
 
+Evaluation = tuple[dict[str, Any], Any]  # (finetune summary, test predictions table)
+
+
+def _directories(dirs: str | Path | list[str | Path]) -> list[Path]:
+    return [Path(d) for d in dirs] if isinstance(dirs, list | tuple) else [Path(dirs)]
+
+
+def paired_runs(
+    pretrained_dirs: str | Path | list[str | Path], scratch_dirs: str | Path | list[str | Path]
+) -> list[tuple[Evaluation, Evaluation]]:
+    """The finetune evaluations of both arms, paired by training seed and checked to be comparable."""
+    pretrained = [load_evaluation(d) for d in _directories(pretrained_dirs)]
+    scratch = [load_evaluation(d) for d in _directories(scratch_dirs)]
+    if not pretrained or not scratch:
+        raise WarmstartError("gate needs at least one evaluation of each arm; rerun finetune for both arms")
+    for arm, runs in (("pretrained", pretrained), ("scratch", scratch)):
+        inits = sorted({summary["init"] for summary, _ in runs})
+        if inits != [arm]:
+            raise WarmstartError(
+                f"the gate's {arm} input holds evaluations of init={', '.join(inits)}; "
+                f"pass the evaluations of the finetune steps with init={arm}"
+            )
+    seeds = {
+        arm: [summary["seed"] for summary, _ in runs]
+        for arm, runs in (("pretrained", pretrained), ("scratch", scratch))
+    }
+    if sorted(seeds["pretrained"]) != sorted(seeds["scratch"]) or len(set(seeds["pretrained"])) != len(
+        pretrained
+    ):
+        raise WarmstartError(
+            f"the arms were trained with different seeds (pretrained {seeds['pretrained']}, scratch "
+            f"{seeds['scratch']}); rerun both finetune steps with the same train.seeds"
+        )
+    if not all(_same_test_rows(pretrained[0], other) for other in [*pretrained[1:], *scratch]):
+        raise WarmstartError(
+            "the evaluations were made on different test splits (fingerprint mismatch); "
+            "rerun every finetune step on the same ingest output"
+        )
+    by_seed = {summary["seed"]: (summary, table) for summary, table in scratch}
+    return [(run, by_seed[run[0]["seed"]]) for run in pretrained]
+
+
+def _validation_score(summary: dict[str, Any], metric: str) -> float:
+    """The validation metric of the model a run kept: its last learning-curve point."""
+    return float(summary["learning_curve"][-1][metric])
+
+
+def _seed_runs(
+    pairs: list[tuple[Evaluation, Evaluation]], labels: np.ndarray, metric: str, classes: int
+) -> list[dict[str, Any]]:
+    """Per training seed: both arms' test metrics and final validation metric, the gain, McNemar's p."""
+    runs = []
+    for (p_summary, p_preds), (s_summary, s_preds) in pairs:
+        p_pred, s_pred = p_preds.column("predicted").to_numpy(), s_preds.column("predicted").to_numpy()
+        arms = {
+            arm: {**all_metrics(labels, predicted, classes), "validation": _validation_score(summary, metric)}
+            for arm, summary, predicted in (("pretrained", p_summary, p_pred), ("scratch", s_summary, s_pred))
+        }
+        runs.append(
+            {
+                "seed": p_summary["seed"],
+                **arms,
+                "gain": arms["pretrained"][metric] - arms["scratch"][metric],
+                "mcnemar_p": mcnemar(labels, p_pred, s_pred)["p_value"],
+            }
+        )
+    return runs
+
+
+def decision_rule(cfg: GateConfig, seeds: int) -> str:
+    """The rule the verdict follows, in one sentence."""
+    gain = (
+        f"the {cfg.metric} gain (pretrained − scratch, {cfg.bootstrap_samples} resamples of the test set)"
+        if seeds == 1
+        else f"the mean {cfg.metric} gain over {seeds} seeds (pretrained − scratch, {cfg.bootstrap_samples} "
+        f"resamples of seeds and test examples)"
+    )
+    return (
+        f"Register only if the {cfg.confidence:.0%} paired-bootstrap CI of {gain} lies entirely above "
+        f"{cfg.min_gain:+.4f} (a CI entirely below zero is negative transfer) and, when there is a "
+        f"champion, the CI of challenger − champion lies above −{cfg.champion_tolerance:.4f}; "
+        f"the champion alias moves only when that CI lies above zero or there is no champion."
+    )
+
+
 def gate(
     cfg: GateConfig,
-    pretrained_dir: str | Path,
-    scratch_dir: str | Path,
+    pretrained_dirs: str | Path | list[str | Path],
+    scratch_dirs: str | Path | list[str | Path],
     output_dir: str | Path,
     champion_dir: str | Path | None = None,
     dataset_dir: str | Path | None = None,
+    screening_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Compare the arms (and the challenger with the champion); write the gate result and its reports
-    (Markdown, and HTML with the data card of `dataset_dir` when given)."""
+    (Markdown, and HTML with the data card of `dataset_dir` when given).
+
+    Each arm is one finetune evaluation directory, or a list of them, one per training seed.
+    `screening_dir` holds fetch_model's pre-screen of the candidates, for the reports.
+    """
     from warmstart.ingest import load_card
     from warmstart.report import write_report
+    from warmstart.screen import load_screening
 
-    pretrained, scratch = load_evaluation(pretrained_dir), load_evaluation(scratch_dir)
-    (p_summary, p_preds), (s_summary, s_preds) = pretrained, scratch
-    if (p_summary["init"], s_summary["init"]) != ("pretrained", "scratch"):
-        raise WarmstartError(
-            f"gate needs a pretrained and a scratch evaluation, got {p_summary['init']} and {s_summary['init']}"
-        )
-    if not _same_test_rows(pretrained, scratch):
-        raise WarmstartError(
-            "the two evaluations were made on different test splits (fingerprint mismatch); "
-            "rerun both finetune steps on the same ingest output"
-        )
-    labels = p_preds.column("label").to_numpy()
-    p_pred, s_pred = p_preds.column("predicted").to_numpy(), s_preds.column("predicted").to_numpy()
-    names = p_summary["label_names"]
+    pairs = paired_runs(pretrained_dirs, scratch_dirs)
+    labels = pairs[0][0][1].column("label").to_numpy()
+    names = pairs[0][0][0]["label_names"]
     classes = len(names)
+    predictions = {
+        arm: np.stack([pair[i][1].column("predicted").to_numpy() for pair in pairs])
+        for i, arm in enumerate(("pretrained", "scratch"))
+    }
     gain = paired_bootstrap(
-        cfg.metric, labels, p_pred, s_pred, classes, cfg.bootstrap_samples, cfg.confidence, cfg.seed
+        cfg.metric,
+        labels,
+        predictions["pretrained"],
+        predictions["scratch"],
+        classes,
+        cfg.bootstrap_samples,
+        cfg.confidence,
+        cfg.seed,
     )
     verdict, transfer_reason = decide(gain, cfg.min_gain)
-    champion = compare_champion(cfg, pretrained, champion_dir)
+    # The model to register: the pretrained run with the best validation metric (first seed on ties).
+    chosen = max(range(len(pairs)), key=lambda i: (_validation_score(pairs[i][0][0], cfg.metric), -i))
+    (p_summary, p_preds), (s_summary, s_preds) = pairs[chosen]
+    p_pred, s_pred = predictions["pretrained"][chosen], predictions["scratch"][chosen]
+    champion = compare_champion(cfg, pairs[chosen][0], champion_dir)
+    curves = {
+        arm: [pair[i][0]["learning_curve"] for pair in pairs]
+        for i, arm in enumerate(("pretrained", "scratch"))
+    }
+    pretrained_curve, scratch_curve = mean_curve(curves["pretrained"]), mean_curve(curves["scratch"])
+    seed_values = [pair[0][0]["seed"] for pair in pairs]
     result = {
         **apply_policy(verdict, transfer_reason, champion, cfg.champion_tolerance),
         "verdict": verdict,
-        "decision_rule": (
-            f"Register only if the {cfg.confidence:.0%} paired-bootstrap CI of the {cfg.metric} gain "
-            f"(pretrained − scratch, {cfg.bootstrap_samples} resamples of the test set) lies entirely above "
-            f"{cfg.min_gain:+.4f} (a CI entirely below zero is negative transfer) and, when there is a "
-            f"champion, the CI of challenger − champion lies above −{cfg.champion_tolerance:.4f}; "
-            f"the champion alias moves only when that CI lies above zero or there is no champion."
-        ),
+        "decision_rule": decision_rule(cfg, len(pairs)),
         "metric": cfg.metric,
         "gain": gain,
-        "mcnemar": mcnemar(labels, p_pred, s_pred),
+        "mcnemar": {**mcnemar(labels, p_pred, s_pred), "seed": p_summary["seed"]},
+        "seeds": {
+            "count": len(pairs),
+            "values": seed_values,
+            "chosen": p_summary["seed"],
+            "chosen_by": f"the best final validation {cfg.metric} of the pretrained arm",
+            "runs": _seed_runs(pairs, labels, cfg.metric, classes),
+        },
         "champion": champion,
-        "pretrained": _arm(p_summary, labels, p_pred, classes),
-        "scratch": _arm(s_summary, labels, s_pred, classes),
+        "pretrained": {**_arm(p_summary, labels, p_pred, classes), "seed": p_summary["seed"]},
+        "scratch": {**_arm(s_summary, labels, s_pred, classes), "seed": s_summary["seed"]},
         "curves": {
-            "tests": curve_tests(p_summary["learning_curve"], s_summary["learning_curve"], cfg.metric),
-            "pretrained": p_summary["learning_curve"],
-            "scratch": s_summary["learning_curve"],
+            "tests": curve_tests(pretrained_curve, scratch_curve, cfg.metric),
+            "pretrained": pretrained_curve,
+            "scratch": scratch_curve,
+            "runs": curves,
         },
         "label_names": names,
         "test_rows": len(labels),
         "test_fingerprint": p_summary["test_fingerprint"],
         "data_fingerprint": p_summary["data_fingerprint"],
         "base_model": p_summary["base_model"],
+        "screening": load_screening(screening_dir),
     }
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -339,33 +499,63 @@ def load_result(path: str | Path) -> dict[str, Any]:
 
 def results_table(result: dict[str, Any]) -> str:
     """Metrics of both arms and the gain with its CI, as a Markdown table."""
-    gain = result["gain"]
+    several = result["seeds"]["count"] > 1
     lines = [
         "| | " + " | ".join(METRICS) + " | learning rate | steps | training rows |",
         "|---|" + "---:|" * (len(METRICS) + 3),
     ]
     for arm in ("pretrained", "scratch"):
         row = result[arm]
+        label = f"{arm} (seed {row['seed']})" if several else arm
         lines.append(
-            f"| {arm} | "
+            f"| {label} | "
             + " | ".join(f"{row[m]:.4f}" for m in METRICS)
             + f" | {row['learning_rate']:g} | {row['steps']} | {row['train_rows']} |"
         )
-    lines += [
-        "",
-        f"**Transfer gain** ({result['metric']}, pretrained − scratch): {gain['estimate']:+.4f}, "
-        f"{gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}] "
-        f"over {result['test_rows']} test examples.",
-    ]
-    if "mcnemar" in result:
-        test = result["mcnemar"]
-        lines += [
-            "",
-            f"**McNemar's exact test** (accuracy): {test['only_pretrained_right']} test examples only the "
-            f"pretrained arm got right, {test['only_scratch_right']} only scratch got right; "
-            f"p = {test['p_value']:.3g}.",
-        ]
+    lines += ["", gain_sentence(result), "", mcnemar_sentence(result)]
+    if result["seeds"]["count"] > 1:
+        lines += ["", seeds_table(result)]
     return "\n".join(lines) + "\n"
+
+
+def gain_sentence(result: dict[str, Any]) -> str:
+    gain, seeds = result["gain"], result["seeds"]
+    over = f"{result['test_rows']} test examples" + (
+        f" and {seeds['count']} seeds ({', '.join(map(str, seeds['values']))})" if seeds["count"] > 1 else ""
+    )
+    return (
+        f"**Transfer gain** ({result['metric']}, pretrained − scratch"
+        f"{', mean over seeds' if seeds['count'] > 1 else ''}): {gain['estimate']:+.4f}, "
+        f"{gain['confidence']:.0%} CI [{gain['ci_low']:+.4f}, {gain['ci_high']:+.4f}] over {over}."
+    )
+
+
+def mcnemar_sentence(result: dict[str, Any]) -> str:
+    test, seeds = result["mcnemar"], result["seeds"]
+    of = f" (seed {test['seed']}, the registered model's)" if seeds["count"] > 1 else ""
+    return (
+        f"**McNemar's exact test** (accuracy{of}): {test['only_pretrained_right']} test examples only the "
+        f"pretrained arm got right, {test['only_scratch_right']} only scratch got right; "
+        f"p = {test['p_value']:.3g}."
+    )
+
+
+def seeds_table(result: dict[str, Any]) -> str:
+    """One row per training seed: both arms' test and validation metric, the gain, McNemar's p."""
+    metric, seeds = result["metric"], result["seeds"]
+    lines = [
+        f"Per seed ({metric}; the registered model is seed {seeds['chosen']}, chosen by {seeds['chosen_by']}):",
+        "",
+        "| seed | pretrained test | scratch test | gain | McNemar p | pretrained validation | scratch validation |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in seeds["runs"]:
+        lines.append(
+            f"| {run['seed']} | {run['pretrained'][metric]:.4f} | {run['scratch'][metric]:.4f} | "
+            f"{run['gain']:+.4f} | {run['mcnemar_p']:.3g} | {run['pretrained']['validation']:.4f} | "
+            f"{run['scratch']['validation']:.4f} |"
+        )
+    return "\n".join(lines)
 
 
 def champion_lines(result: dict[str, Any]) -> list[str]:
@@ -388,6 +578,25 @@ def champion_lines(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def screening_lines(result: dict[str, Any]) -> list[str]:
+    """The pre-screen's ranking as a report section (nothing when there was none)."""
+    screening = result.get("screening")
+    if not screening or not screening["screened"]:
+        return []
+    lines = [
+        "## Pre-screen of the candidates",
+        "",
+        f"{screening['method']}, {screening['rows']} rows; higher is better. Chosen: `{screening['chosen']}`.",
+        "",
+        "| rank | model | LogME | vs random init |",
+        "|---:|---|---:|---|",
+    ]
+    for rank, entry in enumerate(screening["ranking"], start=1):
+        versus = "floor" if entry["floor"] else ("above" if entry["above_floor"] else "below")
+        lines.append(f"| {rank} | {entry['source']} | {entry['logme']:.4f} | {versus} |")
+    return [*lines, ""]
+
+
 def match_sentence(match: dict[str, Any]) -> str:
     level = f"the pretrained arm's plateau ({match['pretrained_asymptote']:.4f})"
     if match["scratch_steps"] is None:
@@ -397,6 +606,8 @@ def match_sentence(match: dict[str, Any]) -> str:
 
 def report_markdown(result: dict[str, Any]) -> str:
     tests = result["curves"]["tests"]
+    count = result["seeds"]["count"]
+    mean_of = f", mean of {count} seeds" if count > 1 else ""
     lines = [
         f"# Transfer gate: {result['verdict']} ({'passed' if result['passed'] else 'not passed'})",
         "",
@@ -405,8 +616,9 @@ def report_markdown(result: dict[str, Any]) -> str:
         f"Decision rule: {result['decision_rule']}",
         "",
         results_table(result),
+        *screening_lines(result),
         *champion_lines(result),
-        f"## Learning curves (validation {result['metric']})",
+        f"## Learning curves (validation {result['metric']}{mean_of})",
         "",
         "| test | pretrained | scratch | difference | pretrained higher |",
         "|---|---:|---:|---:|:---:|",

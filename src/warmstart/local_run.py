@@ -80,6 +80,9 @@ def localize(cfg: Config, workdir: Path) -> Config:
         value = getattr(holder, key)
         if value and scheme_of(value) == "":
             setattr(holder, key, str(Path(value).expanduser().resolve()))
+    cfg.model.candidates = [
+        str(Path(uri).expanduser().resolve()) if scheme_of(uri) == "" else uri for uri in cfg.model.candidates
+    ]
     if not cfg.registry.uri:
         cfg.registry.uri = str(workdir / "registry")
     return cfg
@@ -113,7 +116,10 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False) -> dict[str, An
                 warnings.filterwarnings(
                     "ignore", message=".*(have no effect in the current local runner|non-Python base image).*"
                 )
-                pipeline_run = build_pipeline(cfg)(config=cfg.model_dump(), run_id=run_id)
+                # One seed at a time: every training process already uses all the cores, and two at
+                # once on a 2-core machine ran several times slower than one after the other.
+                pipeline = build_pipeline(cfg, seeds_at_once=1)
+                pipeline_run = pipeline(config=cfg.model_dump(), run_id=run_id)
         except RuntimeError as err:
             if error_file.is_file():
                 raise PipelineFailed(error_file.read_text(encoding="utf-8")) from None
@@ -188,6 +194,8 @@ def summarize(
         "scratch": {m: gate_result["scratch"][m] for m in metric_names},
         "gain": {k: gate_result["gain"][k] for k in ("estimate", "ci_low", "ci_high", "confidence")},
         "mcnemar_p": gate_result["mcnemar"]["p_value"],
+        "seeds": seeds_summary(gate_result),
+        "screening": screening_summary(gate_result),
         "tests": gate_result["curves"]["tests"],
         "registered": registered,
         "champion": champion_summary(gate_result),
@@ -198,6 +206,26 @@ def summarize(
         "wall_seconds": round(seconds, 1),
         "log": str(log_file),
         "report": str(report) if report else None,
+    }
+
+
+def seeds_summary(gate_result: dict[str, Any]) -> dict[str, Any]:
+    """How many training seeds backed the verdict, which one was registered, and each seed's gain."""
+    seeds = gate_result["seeds"]
+    return {
+        **{k: seeds[k] for k in ("count", "values", "chosen", "chosen_by")},
+        "gains": {str(run["seed"]): run["gain"] for run in seeds["runs"]},
+    }
+
+
+def screening_summary(gate_result: dict[str, Any]) -> dict[str, Any] | None:
+    """The pre-screen in brief: the LogME score of every candidate, best first, and the one chosen."""
+    screening = gate_result.get("screening")
+    if not screening or not screening["screened"]:
+        return None
+    return {
+        "chosen": screening["chosen"],
+        "ranking": [{k: entry[k] for k in ("source", "logme", "floor")} for entry in screening["ranking"]],
     }
 
 

@@ -164,23 +164,28 @@ class Registry:
         return self.store.uri(self._version_key(name, version))
 
 
-def check_blessing(gate_result: dict[str, Any], model_dir: Path) -> str:
-    """Refuse unless the gate passed for this very model; returns the model's sha256."""
+def check_blessing(gate_result: dict[str, Any], model_dirs: list[Path]) -> tuple[Path, str]:
+    """Refuse unless the gate passed for one of these models; returns that model and its sha256.
+
+    With several training seeds the gate names the one run it chose; `model_dirs` are the
+    pretrained arm's outputs, one per seed, and the chosen one is found by its weights.
+    """
     if not gate_result.get("passed") or gate_result.get("verdict") != "positive":
         raise RegistrationRefused(
             f"the gate did not pass (verdict {gate_result.get('verdict')!r}: {gate_result.get('reason', 'no reason')}); "
             f"nothing was registered"
         )
-    weights = model_dir / WEIGHTS_FILE
-    if not weights.is_file():
-        raise RegistrationRefused(f"{model_dir} holds no {WEIGHTS_FILE}; nothing was registered")
-    digest = sha256_file(weights)
-    if digest != gate_result["pretrained"]["model_sha256"]:
-        raise RegistrationRefused(
-            "the model given to register is not the one the gate judged (sha256 mismatch); "
-            "pass the pretrained finetune output of the same run"
-        )
-    return digest
+    for model_dir in model_dirs:
+        weights = model_dir / WEIGHTS_FILE
+        if not weights.is_file():
+            raise RegistrationRefused(f"{model_dir} holds no {WEIGHTS_FILE}; nothing was registered")
+        digest = sha256_file(weights)
+        if digest == gate_result["pretrained"]["model_sha256"]:
+            return model_dir, digest
+    raise RegistrationRefused(
+        "the model given to register is not the one the gate judged (sha256 mismatch); "
+        "pass the pretrained finetune output of the same run"
+    )
 
 
 def model_card(
@@ -190,6 +195,7 @@ def model_card(
     data_card: dict[str, Any],
     base_manifest: dict[str, Any],
 ) -> str:
+    seeds = gate_result["seeds"]
     base_files = "\n".join(
         f"  - `{f}` sha256 `{info['sha256']}`" for f, info in base_manifest["files"].items()
     )
@@ -213,6 +219,8 @@ def model_card(
             "## Lineage",
             "",
             f"- data fingerprint `{data_card['fingerprint']}`, test split `{data_card['fingerprints']['test']}`",
+            f"- training seed {seeds['chosen']}"
+            + (f", of {seeds['count']} seeds ({seeds['chosen_by']})" if seeds["count"] > 1 else ""),
             f"- base model `{base_manifest['source']}` revision `{base_manifest['revision']}`, "
             f"license {base_manifest['license'] or 'not stated'}",
             base_files,
@@ -229,7 +237,7 @@ def model_card(
 
 def register(
     cfg: Config,
-    model_dir: str | Path,
+    model_dir: str | Path | list[str | Path],
     gate_dir: str | Path,
     dataset_dir: str | Path,
     base_model_dir: str | Path,
@@ -238,15 +246,18 @@ def register(
 ) -> dict[str, Any]:
     """Publish `model_dir` as the next version of `cfg.registry.name`, only with a passing gate result.
 
+    `model_dir` may be a list, the pretrained arm's output of every training seed: the one the gate
+    chose is published.
+
     The other directories are the outputs of gate, ingest and fetch_model of the same run: they give
     the blessing, the data card and the base model's manifest for the model card and lineage.
     `run_id` is the caller's id for the run (`warmstart run` sets one); `pipeline_job` is the KFP
     pipeline job that registered the model.
     """
-    model_dir = Path(model_dir)
     gate_result = load_result(gate_dir)
     data_card, base_manifest = load_card(dataset_dir), load_manifest(base_model_dir)
-    digest = check_blessing(gate_result, model_dir)
+    candidates = model_dir if isinstance(model_dir, list | tuple) else [model_dir]
+    model_dir, digest = check_blessing(gate_result, [Path(d) for d in candidates])
     if gate_result["data_fingerprint"] != data_card["fingerprint"]:
         raise RegistrationRefused(
             "the gate result was computed on other data than this data card describes (fingerprint mismatch); "
@@ -267,6 +278,7 @@ def register(
             **{k: gate_result[k] for k in ("verdict", "reason", "metric", "decision_rule")},
             "gain": {k: v for k, v in gate_result["gain"].items() if k != "distribution"},
             "mcnemar_p": gate_result["mcnemar"]["p_value"],
+            "seeds": {k: gate_result["seeds"][k] for k in ("count", "values", "chosen", "chosen_by")},
         },
         "lineage": {
             "run_id": run_id,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from warmstart.errors import WarmstartError
-from warmstart.gate import CURVE_TESTS, match_sentence
+from warmstart.gate import CURVE_TESTS, aligned_curves, match_sentence
 
 HTML_FILE = "report.html"
 # One colour per arm, everywhere.
@@ -45,26 +45,35 @@ def _pyplot() -> Any:
 
 
 def curves_figure(result: dict[str, Any]) -> str:
-    """Validation metric over the training budget, both arms, step 0 included."""
+    """Validation metric over the training budget, both arms, step 0 included. With several seeds:
+    the mean as a line, every seed as a faint line, and the band between the lowest and highest seed."""
     plt = _pyplot()
     metric = result["metric"]
     figure, axes = plt.subplots(figsize=(6.4, 3.6))
     for arm in ("pretrained", "scratch"):
-        curve = result["curves"][arm]
+        runs = result["curves"]["runs"][arm]
+        steps, values = aligned_curves(runs, metric)
+        several = len(runs) > 1
+        if several:
+            axes.fill_between(
+                steps, values.min(axis=0), values.max(axis=0), color=COLORS[arm], alpha=0.15, linewidth=0
+            )
+            for row in values:
+                axes.plot(steps, row, color=COLORS[arm], linewidth=0.8, alpha=0.45)
         axes.plot(
-            [point["step"] for point in curve],
-            [point[metric] for point in curve],
+            steps,
+            values.mean(axis=0),
             marker="o",
             markersize=4,
             linewidth=2,
             color=COLORS[arm],
-            label=arm,
+            label=f"{arm} (mean of {len(runs)} seeds, band: lowest to highest)" if several else arm,
         )
     axes.set_xlabel("optimizer step")
     axes.set_ylabel(f"validation {metric}")
     axes.set_title("Learning curves")
     axes.grid(alpha=0.3)
-    axes.legend(frameon=False)
+    axes.legend(frameon=False, fontsize=8 if len(result["curves"]["runs"]["pretrained"]) > 1 else 10)
     return _png(figure)
 
 
@@ -130,6 +139,57 @@ def _table(header: list[str], rows: list[list[Any]], numeric_from: int = 1) -> s
     return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _seeds(result: dict[str, Any]) -> str:
+    """Per training seed: test and validation metric of both arms, the gain and McNemar's p."""
+    metric, seeds = result["metric"], result["seeds"]
+    rows = [
+        [
+            run["seed"],
+            f"{run['pretrained'][metric]:.4f}",
+            f"{run['scratch'][metric]:.4f}",
+            f"{run['gain']:+.4f}",
+            f"{run['mcnemar_p']:.3g}",
+            f"{run['pretrained']['validation']:.4f}",
+            f"{run['scratch']['validation']:.4f}",
+        ]
+        for run in seeds["runs"]
+    ]
+    header = [
+        "seed",
+        "pretrained test",
+        "scratch test",
+        "gain",
+        "McNemar p",
+        "pretrained validation",
+        "scratch validation",
+    ]
+    return (
+        f"<p>Per seed ({html.escape(metric)}). The registered model is seed {seeds['chosen']}, chosen by "
+        f"{html.escape(seeds['chosen_by'])}.</p>" + _table(header, rows, numeric_from=0)
+    )
+
+
+def _screening(result: dict[str, Any]) -> str:
+    screening = result.get("screening")
+    if not screening or not screening["screened"]:
+        return "<p>No pre-screen: model.candidates was empty, so model.source was fine-tuned.</p>"
+    rows = [
+        [
+            rank,
+            entry["source"] + (" (chosen)" if entry["chosen"] else ""),
+            f"{entry['logme']:.4f}",
+            "floor" if entry["floor"] else ("above" if entry["above_floor"] else "below"),
+            f"{entry['seconds']:.1f}",
+        ]
+        for rank, entry in enumerate(screening["ranking"], start=1)
+    ]
+    return (
+        f"<p>{html.escape(screening['method'])}, {screening['rows']} rows; higher is better. The chosen model "
+        f"was fine-tuned; a model below the random-init floor shows no sign of transfer.</p>"
+        + _table(["rank", "model", "LogME", "vs random init", "seconds"], rows, numeric_from=2)
+    )
+
+
 def _data_card(card: dict[str, Any] | None) -> str:
     if not card:
         return "<p>No data card was given to the gate.</p>"
@@ -193,9 +253,11 @@ def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain:
     gain, test = result["gain"], result["mcnemar"]
     tests = result["curves"]["tests"]
     verdict = result["verdict"]
+    seeds = result["seeds"]
+    several = seeds["count"] > 1
     arms = [
         [
-            arm,
+            f"{arm} (seed {result[arm]['seed']})" if several else arm,
             *(f"{result[arm][m]:.4f}" for m in ("accuracy", "macro_f1")),
             f"{result[arm]['learning_rate']:g}",
             result[arm]["steps"],
@@ -219,6 +281,9 @@ def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain:
         ("pretrained model sha256", result["pretrained"]["model_sha256"]),
         ("scratch model sha256", result["scratch"]["model_sha256"]),
     ]
+    if several:
+        values = ", ".join(map(str, seeds["values"]))
+        lineage.append(("training seeds", f"{values}; the models above are seed {seeds['chosen']}'s"))
     reason = result["reason"][0].upper() + result["reason"][1:] + "."
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -230,19 +295,27 @@ def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain:
 <p class="rule">Decision rule: {html.escape(result["decision_rule"])}</p>
 <h2>Result</h2>
 {_table(["arm", "accuracy", "macro-F1", "learning rate", "steps", "training rows"], arms)}
-<p><b>Gain</b> in {metric} (<span class="pretrained">pretrained</span> − <span class="scratch">scratch</span>):
+<p><b>Gain</b> in {metric} (<span class="pretrained">pretrained</span> − <span class="scratch">scratch</span>{
+        ", mean over seeds" if several else ""
+    }):
 {gain["estimate"]:+.4f}, {gain["confidence"]:.0%} CI [{gain["ci_low"]:+.4f}, {gain["ci_high"]:+.4f}] over
-{result["test_rows"]} test examples. McNemar's exact test: {test["only_pretrained_right"]} examples only the pretrained
+{result["test_rows"]} test examples{f" and {seeds['count']} seeds" if several else ""}. McNemar's exact test{
+        f" (seed {test['seed']})" if several else ""
+    }: {test["only_pretrained_right"]} examples only the pretrained
 arm got right, {test["only_scratch_right"]} only scratch got right, p = {test["p_value"]:.3g}.</p>
-<div class="grid">
+{_seeds(result) if several else ""}<div class="grid">
 <figure><img id="curves" alt="learning curves of both arms" src="{curves_figure(result)}"></figure>
-<figure><img id="gain" alt="bootstrap distribution of the gain" src="{gain_figure(result, min_gain)}"></figure>
+<figure><img id="gain" alt="bootstrap distribution of the gain" src="{
+        gain_figure(result, min_gain)
+    }"></figure>
 </div>
-<h2>Learning curves (validation {metric})</h2>
+<h2>Learning curves (validation {metric}{f", mean of {seeds['count']} seeds" if several else ""})</h2>
 {_table(["test", "pretrained", "scratch", "pretrained higher"], curve_rows)}
 <p>{html.escape(match_sentence(tests["match"]))}</p>
 <h2>Confusion matrices (test split)</h2>
 <figure><img id="confusion" alt="confusion matrices of both arms" src="{confusion_figure(result)}"></figure>
+<h2>Pre-screen of the candidates</h2>
+{_screening(result)}
 <h2>Challenger vs champion</h2>
 {_champion(result)}
 <h2>Data</h2>

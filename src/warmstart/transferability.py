@@ -121,39 +121,50 @@ def logme(features: np.ndarray, labels: np.ndarray, tol: float = 1e-7, max_iter:
 
 def mean_pooled_features(
     model_dir: str | Path,
-    texts: list[str],
-    max_length: int,
+    rows: Any,
+    max_length: int = 128,
+    modality: str = "text",
     batch_size: int = 64,
     random_init: bool = False,
     seed: int = 0,
 ) -> np.ndarray:
-    """The encoder's last hidden states averaged over each text's tokens (padding left out).
+    """The frozen encoder's last hidden states averaged per row: over a text's tokens (padding left
+    out), or over an image's patches or feature-map positions. One row of features per input row.
 
+    `rows` is a split as a `datasets.Dataset` (a `text` or `image` column) or a list of texts.
     `random_init` gives the same architecture with random weights: the floor a pretrained candidate
-    must clear."""
+    must clear. Any classification head in `model_dir` is left out.
+    """
     import torch
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from datasets import Dataset
+    from transformers import AutoConfig, AutoModel
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    from warmstart.inputs import inputs_for
+
+    if isinstance(rows, list):
+        rows = Dataset.from_dict({"text": rows})
+    model_dir = Path(model_dir)
+    inputs = inputs_for(modality, model_dir, max_length)
     if random_init:
         torch.manual_seed(seed)
         model: Any = AutoModel.from_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
     else:
         model = AutoModel.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
     model.eval()
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    features = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
+    encoded = inputs.encode(rows)  # row order kept: feature i belongs to row i
+    features: np.ndarray | None = None
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            batch = tokenizer(
-                [texts[i] for i in rows],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
+        for indices, batch in inputs.batches(encoded, batch_size):
             hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            features[rows] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).numpy()
+            if hidden.dim() == 4:  # a convolutional feature map (batch, channels, height, width)
+                pooled = hidden.mean(dim=(2, 3))
+            elif "attention_mask" in batch:
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            else:
+                pooled = hidden.mean(dim=1)
+            if features is None:
+                features = np.empty((len(rows), pooled.shape[-1]), dtype=np.float32)
+            features[indices] = pooled.float().numpy()
+    assert features is not None, "no rows to compute features of"
     return features

@@ -1,0 +1,139 @@
+"""screen: choose the pretrained model to fine-tune before any training, by LogME on frozen features.
+
+With `model.candidates` set, fetch_model scores `model.source` and every candidate on (a sample of)
+the training split: each model's encoder runs once, frozen, its last hidden states are mean-pooled
+per row, and LogME (You, Liu, Wang & Long, ICML 2021; see warmstart.transferability) measures how
+well those features explain the labels. The same architecture as `model.source` with random
+weights is scored too: a floor that says how much of a score any network of that shape would get.
+The best-scoring pretrained candidate is fetched as the base model; the ranking goes to the gate's
+report. LogME ranks; it does not decide. Fine-tuning and the gate still judge the chosen model
+against scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from warmstart.config import Config
+from warmstart.fetch import fetch, load_manifest
+
+SCREENING_FILE = "screening.json"
+RANDOM_INIT = "random init"
+METHOD = "LogME (You et al., ICML 2021) on mean-pooled frozen features of the training split"
+
+
+def _sample(dataset_dir: Path, rows: int, seed: int):
+    """The training split, or `rows` of it drawn at random (the same rows for every candidate)."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    train = Dataset(pq.read_table(dataset_dir / "train.parquet"))
+    if rows and rows < len(train):
+        train = train.shuffle(seed=seed).select(range(rows))
+    return train
+
+
+def _score(
+    model_dir: Path, rows: Any, labels: np.ndarray, modality: str, max_length: int, random_init: bool = False
+) -> tuple[float, float]:
+    from warmstart.transferability import logme, mean_pooled_features
+
+    started = time.perf_counter()
+    features = mean_pooled_features(model_dir, rows, max_length, modality, random_init=random_init)
+    return logme(features, labels), time.perf_counter() - started
+
+
+def fetch_best(
+    cfg: Config, dataset_dir: str | Path, output_dir: str | Path, screening_dir: str | Path | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fetch the base model into `output_dir`: `model.source`, or with `model.candidates` the one with
+    the best LogME score. Returns its manifest and the screening (also written to `screening_dir`)."""
+    from warmstart.ingest import load_card
+
+    output_dir = Path(output_dir)
+    sources = list(dict.fromkeys([cfg.model.source, *cfg.model.candidates]))
+    if len(sources) == 1:
+        manifest = fetch(cfg.model.source, output_dir, cfg.registry.uri)
+        screening: dict[str, Any] = {
+            "screened": False,
+            "chosen": cfg.model.source,
+            "reason": "model.candidates is empty: model.source is fine-tuned without a pre-screen",
+        }
+    else:
+        dataset_dir = Path(dataset_dir)
+        card = load_card(dataset_dir)
+        modality = card.get("modality", "text")
+        rows = _sample(dataset_dir, cfg.model.screen_rows, cfg.train.seed)
+        labels = np.asarray(rows["label"])
+        ranking = []
+        with tempfile.TemporaryDirectory(prefix="warmstart-screen-", dir=output_dir.parent) as scratch:
+            fetched = []
+            for index, uri in enumerate(sources):
+                what = (
+                    "model.source" if index == 0 else f"model.candidates[{cfg.model.candidates.index(uri)}]"
+                )
+                directory = Path(scratch) / str(index)
+                manifest = fetch(uri, directory, cfg.registry.uri, what)
+                score, seconds = _score(directory, rows, labels, modality, cfg.model.max_length)
+                fetched.append(directory)
+                ranking.append(_entry(uri, manifest, score, seconds))
+                print(f"screen: {uri} LogME {score:.4f} ({seconds:.0f}s)", flush=True)
+            floor, seconds = _score(
+                fetched[0], rows, labels, modality, cfg.model.max_length, random_init=True
+            )
+            print(f"screen: {RANDOM_INIT} ({sources[0]}'s architecture) LogME {floor:.4f}", flush=True)
+            best = max(range(len(sources)), key=lambda i: (ranking[i]["logme"], -i))
+            for index, entry in enumerate(ranking):
+                entry.update(above_floor=entry["logme"] > floor, chosen=index == best)
+            ranking.append(
+                {
+                    "source": f"{RANDOM_INIT} ({load_manifest(fetched[0])['architecture']})",
+                    "logme": floor,
+                    "seconds": round(seconds, 2),
+                    "floor": True,
+                    "chosen": False,
+                }
+            )
+            if output_dir.exists():
+                shutil.rmtree(output_dir)
+            shutil.move(fetched[best], output_dir)
+        manifest = load_manifest(output_dir)
+        screening = {
+            "screened": True,
+            "method": METHOD,
+            "rows": len(rows),
+            "chosen": sources[best],
+            "floor": floor,
+            "ranking": sorted(ranking, key=lambda entry: -entry["logme"]),
+        }
+    if screening_dir is not None:
+        Path(screening_dir).mkdir(parents=True, exist_ok=True)
+        (Path(screening_dir) / SCREENING_FILE).write_text(json.dumps(screening, indent=2))
+    return manifest, screening
+
+
+def _entry(uri: str, manifest: dict[str, Any], score: float, seconds: float) -> dict[str, Any]:
+    return {
+        "source": uri,
+        "revision": manifest["revision"],
+        "architecture": manifest["architecture"],
+        "parameters": manifest["parameters"],
+        "logme": score,
+        "seconds": round(seconds, 2),
+        "floor": False,
+    }
+
+
+def load_screening(screening_dir: str | Path | None) -> dict[str, Any] | None:
+    """The screening fetch_model wrote, or None when there is none (an older run, or not given)."""
+    if screening_dir is None:
+        return None
+    path = Path(screening_dir) / SCREENING_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
