@@ -64,9 +64,16 @@ def _print_summary(summary: dict) -> None:
     if several:
         per_seed = ", ".join(f"seed {seed} {value:+.4f}" for seed, value in seeds["gains"].items())
         console.print(
-            f"gain per seed: {per_seed}; registered candidate: seed {seeds['chosen']} ({seeds['chosen_by']})",
+            f"gain per seed: {per_seed}; the model to register is seed {seeds['chosen']}'s ({seeds['chosen_by']})",
             highlight=False,
         )
+    if summary.get("screening"):
+        ranking = ", ".join(
+            f"{entry['source']} {entry['logme']:.3f}"
+            + (" (chosen)" if entry["source"] == summary["screening"]["chosen"] else "")
+            for entry in summary["screening"]["ranking"]
+        )
+        console.print(f"pre-screen, LogME on frozen features (higher is better): {ranking}", highlight=False)
     labels = {"start": "start", "slope": "area under curve", "asymptote": "asymptote"}
     curves = "; ".join(
         f"{labels[name]} {test['pretrained']:.3f} vs {test['scratch']:.3f}"

@@ -465,6 +465,7 @@ def _train(
         "label_names": label_names,
         "model_sha256": sha256_file(model_dir / WEIGHTS_FILE),
         "base_model": load_manifest(base_model_dir)["source"],
+        "base_model_revision": load_manifest(base_model_dir)["revision"],
         "data_fingerprint": card["fingerprint"],
         "test_fingerprint": card["fingerprints"]["test"],
     }

@@ -6,8 +6,9 @@ once and applied to both arms (Efron & Tibshirani 1993, ch. 16; Koehn 2004 for N
 training seeds (`train.seeds`) the gain is the mean over seeds of the paired difference, and each
 resample also redraws the seeds with replacement, so the interval holds seed variance as well as
 test-set sampling: the Multi-Bootstrap of Sellam et al. 2022 (The MultiBERTs, ICLR), here with the
-two arms paired by seed. With few seeds this interval is, if anything, too narrow (a bootstrap over
-k seeds sees (k − 1)/k of their variance), so more seeds make a verdict more trustworthy. The
+two arms paired by seed. When seeds matter and there are few, this interval runs narrow (a
+bootstrap over k seeds sees (k − 1)/k of their variance); when they barely matter it runs wide, as
+it counts some test-row noise twice (bench/seeds_coverage.py measures both). The
 registered model is the pretrained run with the best final validation metric; choosing on the
 test split would bias the numbers reported for it. The verdict:
 positive when the whole interval lies above `gate.min_gain`, negative when it lies below zero
@@ -482,6 +483,7 @@ def gate(
         "test_fingerprint": p_summary["test_fingerprint"],
         "data_fingerprint": p_summary["data_fingerprint"],
         "base_model": p_summary["base_model"],
+        "base_model_revision": p_summary.get("base_model_revision"),
         "screening": load_screening(screening_dir),
     }
     output_dir = Path(output_dir)
@@ -544,7 +546,8 @@ def seeds_table(result: dict[str, Any]) -> str:
     """One row per training seed: both arms' test and validation metric, the gain, McNemar's p."""
     metric, seeds = result["metric"], result["seeds"]
     lines = [
-        f"Per seed ({metric}; the registered model is seed {seeds['chosen']}, chosen by {seeds['chosen_by']}):",
+        f"Per seed ({metric}; the {'registered' if result['passed'] else 'candidate'} model is seed "
+        f"{seeds['chosen']}, chosen by {seeds['chosen_by']}):",
         "",
         "| seed | pretrained test | scratch test | gain | McNemar p | pretrained validation | scratch validation |",
         "|---:|---:|---:|---:|---:|---:|---:|",

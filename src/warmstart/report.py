@@ -73,7 +73,10 @@ def curves_figure(result: dict[str, Any]) -> str:
     axes.set_ylabel(f"validation {metric}")
     axes.set_title("Learning curves")
     axes.grid(alpha=0.3)
-    axes.legend(frameon=False, fontsize=8 if len(result["curves"]["runs"]["pretrained"]) > 1 else 10)
+    if len(result["curves"]["runs"]["pretrained"]) > 1:  # long labels: below the plot, off the curves
+        axes.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
+    else:
+        axes.legend(frameon=False)
     return _png(figure)
 
 
@@ -164,7 +167,8 @@ def _seeds(result: dict[str, Any]) -> str:
         "scratch validation",
     ]
     return (
-        f"<p>Per seed ({html.escape(metric)}). The registered model is seed {seeds['chosen']}, chosen by "
+        f"<p>Per seed ({html.escape(metric)}). The {'registered' if result['passed'] else 'candidate'} model "
+        f"is seed {seeds['chosen']}, chosen by "
         f"{html.escape(seeds['chosen_by'])}.</p>" + _table(header, rows, numeric_from=0)
     )
 
@@ -275,7 +279,11 @@ def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain:
         for name, label in CURVE_TESTS.items()
     ]
     lineage = [
-        ("base model", result["base_model"]),
+        (
+            "base model",
+            result["base_model"]
+            + (f" ({result['base_model_revision']})" if result.get("base_model_revision") else ""),
+        ),
         ("data fingerprint", result["data_fingerprint"]),
         ("test split fingerprint", result["test_fingerprint"]),
         ("pretrained model sha256", result["pretrained"]["model_sha256"]),
