@@ -93,3 +93,20 @@ def test_registry_sources_fetch_the_champion_latest_or_a_version(
             fetch(source, tmp_path / "x", uri, what="model.candidates[0]")
     with pytest.raises(ModelError, match="registry.uri is empty"):
         fetch("registry://reviews@champion", tmp_path / "x", "")
+
+
+def test_images_are_screened_and_a_text_model_among_them_is_named(
+    tmp_path, image_folder, tiny_vision_model, tiny_random_model, copy_of
+):
+    from conftest import tiny_image_config
+
+    cfg = tiny_image_config(image_folder, tiny_vision_model)
+    ingest(cfg.data, tmp_path / "data")
+    cfg.model.candidates = [str(copy_of(tiny_vision_model, tmp_path / "vit-copy"))]
+    manifest, screening = fetch_best(cfg, tmp_path / "data", tmp_path / "base")
+    scores = {entry["source"]: entry["logme"] for entry in screening["ranking"] if not entry["floor"]}
+    assert scores[str(tiny_vision_model)] == pytest.approx(scores[cfg.model.candidates[0]])
+    assert screening["chosen"] == str(tiny_vision_model) == manifest["source"]
+    cfg.model.candidates = [str(tiny_random_model)]
+    with pytest.raises(ModelError, match=r"model.candidates\[0\] '.*' has no image processor"):
+        fetch_best(cfg, tmp_path / "data", tmp_path / "base2")

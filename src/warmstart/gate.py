@@ -534,7 +534,11 @@ def gain_sentence(result: dict[str, Any]) -> str:
 
 def mcnemar_sentence(result: dict[str, Any]) -> str:
     test, seeds = result["mcnemar"], result["seeds"]
-    of = f" (seed {test['seed']}, the registered model's)" if seeds["count"] > 1 else ""
+    of = (
+        f" (seed {test['seed']}, the seed whose model is registered if the gate passes)"
+        if seeds["count"] > 1
+        else ""
+    )
     return (
         f"**McNemar's exact test** (accuracy{of}): {test['only_pretrained_right']} test examples only the "
         f"pretrained arm got right, {test['only_scratch_right']} only scratch got right; "

@@ -41,12 +41,18 @@ def _sample(dataset_dir: Path, rows: int, seed: int):
 
 
 def _score(
-    model_dir: Path, rows: Any, labels: np.ndarray, modality: str, max_length: int, random_init: bool = False
+    model_dir: Path,
+    rows: Any,
+    labels: np.ndarray,
+    modality: str,
+    max_length: int,
+    name: str,
+    random_init: bool = False,
 ) -> tuple[float, float]:
     from warmstart.transferability import logme, mean_pooled_features
 
     started = time.perf_counter()
-    features = mean_pooled_features(model_dir, rows, max_length, modality, random_init=random_init)
+    features = mean_pooled_features(model_dir, rows, max_length, modality, random_init=random_init, name=name)
     return logme(features, labels), time.perf_counter() - started
 
 
@@ -81,12 +87,14 @@ def fetch_best(
                 )
                 directory = Path(scratch) / str(index)
                 manifest = fetch(uri, directory, cfg.registry.uri, what)
-                score, seconds = _score(directory, rows, labels, modality, cfg.model.max_length)
+                score, seconds = _score(
+                    directory, rows, labels, modality, cfg.model.max_length, f"{what} '{uri}'"
+                )
                 fetched.append(directory)
                 ranking.append(_entry(uri, manifest, score, seconds))
                 print(f"screen: {uri} LogME {score:.4f} ({seconds:.0f}s)", flush=True)
             floor, seconds = _score(
-                fetched[0], rows, labels, modality, cfg.model.max_length, random_init=True
+                fetched[0], rows, labels, modality, cfg.model.max_length, "model.source", random_init=True
             )
             print(f"screen: {RANDOM_INIT} ({sources[0]}'s architecture) LogME {floor:.4f}", flush=True)
             best = max(range(len(sources)), key=lambda i: (ranking[i]["logme"], -i))

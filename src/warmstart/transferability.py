@@ -127,13 +127,15 @@ def mean_pooled_features(
     batch_size: int = 64,
     random_init: bool = False,
     seed: int = 0,
+    name: str = "",
 ) -> np.ndarray:
     """The frozen encoder's last hidden states averaged per row: over a text's tokens (padding left
     out), or over an image's patches or feature-map positions. One row of features per input row.
 
     `rows` is a split as a `datasets.Dataset` (a `text` or `image` column) or a list of texts.
     `random_init` gives the same architecture with random weights: the floor a pretrained candidate
-    must clear. Any classification head in `model_dir` is left out.
+    must clear. Any classification head in `model_dir` is left out. Runs on the GPU when there is
+    one. `name` says which model in errors.
     """
     import torch
     from datasets import Dataset
@@ -144,17 +146,19 @@ def mean_pooled_features(
     if isinstance(rows, list):
         rows = Dataset.from_dict({"text": rows})
     model_dir = Path(model_dir)
-    inputs = inputs_for(modality, model_dir, max_length)
+    inputs = inputs_for(modality, model_dir, max_length, name)
     if random_init:
         torch.manual_seed(seed)
         model: Any = AutoModel.from_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
     else:
         model = AutoModel.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
-    model.eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).eval()
     encoded = inputs.encode(rows)  # row order kept: feature i belongs to row i
     features: np.ndarray | None = None
     with torch.inference_mode():
         for indices, batch in inputs.batches(encoded, batch_size):
+            batch = {key: value.to(device) for key, value in batch.items()}
             hidden = model(**batch).last_hidden_state
             if hidden.dim() == 4:  # a convolutional feature map (batch, channels, height, width)
                 pooled = hidden.mean(dim=(2, 3))
@@ -165,6 +169,6 @@ def mean_pooled_features(
                 pooled = hidden.mean(dim=1)
             if features is None:
                 features = np.empty((len(rows), pooled.shape[-1]), dtype=np.float32)
-            features[indices] = pooled.float().numpy()
+            features[indices] = pooled.float().cpu().numpy()
     assert features is not None, "no rows to compute features of"
     return features
