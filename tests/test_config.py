@@ -88,3 +88,24 @@ def test_every_key_is_documented():
             assert sub.description, f"{section}.{name} has no description"
             assert f"  {name}:" in text
     assert "One of: accuracy, macro_f1." in text
+
+
+def test_seeds_are_distinct_and_each_run_gets_its_own():
+    cfg = load_config(None, ["train.seeds=[3, 1, 2]"])
+    assert cfg.train.run_seeds() == [3, 1, 2] and load_config().train.run_seeds() == [0]
+    one = cfg.for_seed(1)
+    assert one.train.seed == 1 and cfg.train.seed == 0, "for_seed copies"
+    with pytest.raises(ConfigError, match="seed 7 is not one of train.seeds"):
+        cfg.for_seed(7)
+    with pytest.raises(ConfigError, match="'train.seeds' value error, each seed must appear once"):
+        load_config(None, ["train.seeds=[1, 1]"])
+
+
+def test_a_relative_candidate_is_refused_for_the_cluster():
+    from warmstart.config import check_for_cluster
+
+    cfg = load_config(
+        None, ["registry.uri=s3://models/registry", "model.candidates=[registry://x@champion, ./mine]"]
+    )
+    with pytest.raises(ConfigError, match=r"model.candidates\[1\] './mine' is a relative path"):
+        check_for_cluster(cfg)
