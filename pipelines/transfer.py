@@ -24,6 +24,7 @@ from warmstart.components import (
     register,
 )
 
+from warmstart import cluster
 from warmstart.config import Config
 from warmstart.trainjob import IMAGE_ENV
 
@@ -39,9 +40,10 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, seeds_at_once: in
     # One GPU per training process; a multi-node run's GPUs belong to its TrainJob instead.
     gpus = config.train.nproc_per_node if config.train.num_nodes == 1 else 0
 
-    def in_image(task: dsl.PipelineTask, name: str) -> dsl.PipelineTask:
+    def in_image(task: dsl.PipelineTask, name: str, stage: str = "") -> dsl.PipelineTask:
         for key, value in config.storage.environment().items():
             task.set_env_variable(key, value)
+        cluster.apply(task, config.cluster, stage, gpus)
         return task.set_container_image(image).set_display_name(name)
 
     @dsl.pipeline(name="register-if-passed")
@@ -79,7 +81,9 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, seeds_at_once: in
     # KFP reads parameter defaults from the signature, so the config must be evaluated here.
     def transfer_pipeline(config: dict = config.model_dump(), run_id: str = "") -> dsl.Artifact:  # noqa: B008
         data = in_image(ingest(config=config), "ingest")
-        base = in_image(fetch_model(config=config, dataset=data.outputs["dataset"]), "fetch model")
+        base = in_image(
+            fetch_model(config=config, dataset=data.outputs["dataset"]), "fetch model", "fetch_model"
+        )
         arms = {}
         # ingest returns train.seeds of the run's config, so a run started with other seeds trains those.
         with dsl.ParallelFor(data.outputs["Output"], parallelism=seeds_at_once, name="seeds") as seed:
@@ -93,12 +97,9 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, seeds_at_once: in
                         base_model=base.outputs["base_model"],
                     ),
                     f"finetune ({init})",
+                    "finetune",
                 )
-                if gpus:
-                    arms[init].set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
                 arms[init].set_env_variable(IMAGE_ENV, image)
-                # A rescheduled or failed pod is retried; the retry resumes from its checkpoints.
-                arms[init].set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
         champion = in_image(
             evaluate_champion(config=config, dataset=data.outputs["dataset"]), "evaluate champion"
         )

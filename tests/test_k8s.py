@@ -127,6 +127,9 @@ def test_the_pipeline_defaults_are_a_valid_config_for_the_cluster(name):
     config_map = next(obj for obj in build(name) if obj["kind"] == "ConfigMap")
     cfg = Config.from_dict(yaml.safe_load(config_map["data"]["config.yaml"]), where=f"{name} config.yaml")
     check_for_cluster(cfg)
+    assert cfg.cluster.s3_secret == "warmstart-s3"
+    if name == "overlays/gpu":
+        assert cfg.cluster.gpu_node_selector == {"nvidia.com/gpu.present": "true"}
     if name == "overlays/s3-in-cluster":
         assert cfg.storage.endpoint_url.startswith("http://seaweedfs.")
     if name == "overlays/trainer":

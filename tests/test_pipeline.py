@@ -23,7 +23,7 @@ def test_compiled_pipeline_has_the_five_stages_gpu_the_seed_loop_and_the_gate_co
     path = compile_pipeline(
         Config(), tmp_path / "p.yaml", image="registry.example/warmstart@sha256:" + "a" * 64
     )
-    spec = yaml.safe_load(path.read_text())
+    spec = next(yaml.safe_load_all(path.read_text()))
     assert {"comp-ingest", "comp-fetch-model", "comp-finetune", "comp-gate", "comp-register"} <= set(
         spec["components"]
     )
@@ -67,7 +67,7 @@ def test_compiled_pipeline_has_the_five_stages_gpu_the_seed_loop_and_the_gate_co
 
 def test_storage_settings_reach_every_task(tmp_path):
     cfg = Config.from_dict({"storage": {"endpoint_url": "http://minio.ml:9000", "region": "eu-west-1"}})
-    spec = yaml.safe_load(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
+    spec = next(yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text()))
     for executor in spec["deploymentSpec"]["executors"].values():
         env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
         image = env.pop("WARMSTART_IMAGE", None)
@@ -76,8 +76,12 @@ def test_storage_settings_reach_every_task(tmp_path):
 
 
 def test_finetune_tasks_retry_and_request_a_gpu_per_process(tmp_path):
-    spec = yaml.safe_load(
-        compile_pipeline(Config.from_dict({"train": {"nproc_per_node": 4}}), tmp_path / "p.yaml").read_text()
+    spec = next(
+        yaml.safe_load_all(
+            compile_pipeline(
+                Config.from_dict({"train": {"nproc_per_node": 4}}), tmp_path / "p.yaml"
+            ).read_text()
+        )
     )
     finetunes = [task for name, task in dag_tasks(spec).items() if name.startswith("finetune")]
     assert len(finetunes) == 2
@@ -86,11 +90,65 @@ def test_finetune_tasks_retry_and_request_a_gpu_per_process(tmp_path):
     executors = [e for n, e in spec["deploymentSpec"]["executors"].items() if "finetune" in n]
     for executor in executors:
         assert executor["container"]["resources"]["accelerator"]["resourceCount"] == "4"
-    multinode = yaml.safe_load(
-        compile_pipeline(Config.from_dict({"train": {"num_nodes": 2}}), tmp_path / "m.yaml").read_text()
+    multinode = next(
+        yaml.safe_load_all(
+            compile_pipeline(Config.from_dict({"train": {"num_nodes": 2}}), tmp_path / "m.yaml").read_text()
+        )
     )
     for name, executor in multinode["deploymentSpec"]["executors"].items():
         assert "accelerator" not in executor["container"].get("resources", {}), name
+
+
+def test_the_compiled_pipeline_carries_the_kubernetes_settings(tmp_path):
+    """Secret as env on every task, GPU placement and /dev/shm on finetune, the HF cache on fetch_model,
+    non-root, timeouts and retries: what kfp-kubernetes puts in the pipeline spec for the backend."""
+    cfg = Config.from_dict(
+        {
+            "cluster": {
+                "s3_secret": "warmstart-s3",
+                "gpu_node_selector": {"nvidia.com/gpu.present": "true"},
+                "gpu_tolerations": [
+                    {"key": "gpu", "operator": "Equal", "value": "a100", "effect": "NoExecute"}
+                ],
+                "shm_size": "16Gi",
+                "hf_cache_pvc": "hf-cache",
+                "retries": 3,
+            }
+        }
+    )
+    pipeline, platform = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(pipeline["deploymentSpec"]["executors"]), "every task has its settings"
+    for name, settings in executors.items():
+        assert settings["secretAsEnv"][0]["secretName"] == "warmstart-s3", name
+        assert {k["envVar"] for k in settings["secretAsEnv"][0]["keyToEnv"]} == {
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        }
+        assert (
+            settings["securityContext"]["runAsNonRoot"] is True
+            and settings["securityContext"]["runAsUser"] == "10001"
+        )
+        finetune = name.startswith("exec-finetune")
+        assert settings["activeDeadlineSeconds"] == str((1440 if finetune else 60) * 60), name
+        assert ("nodeSelector" in settings) == finetune and ("tolerations" in settings) == finetune, name
+    for name in ("exec-finetune", "exec-finetune-2"):
+        settings = executors[name]
+        assert settings["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        assert settings["tolerations"] == [
+            {"key": "gpu", "operator": "Equal", "value": "a100", "effect": "NoExecute"}
+        ]
+        assert settings["emptyDirMounts"] == [
+            {"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": "16Gi", "volumeName": "dshm"}
+        ]
+    assert executors["exec-fetch-model"]["pvcMount"][0]["mountPath"] == "/home/warmstart/.cache/huggingface"
+    retried = {
+        name: task["retryPolicy"]["maxRetryCount"]
+        for name, task in dag_tasks(pipeline).items()
+        if "retryPolicy" in task
+    }
+    stages = ("ingest", "fetch-model", "evaluate-champion", "finetune", "finetune-2", "gate", "register")
+    assert retried == dict.fromkeys(stages, 3)
 
 
 def test_compile_command_writes_the_yaml(tmp_path):
@@ -106,7 +164,7 @@ def test_compile_command_writes_the_yaml(tmp_path):
         "registry.uri=/mnt/models",
     )
     assert result.returncode == 0, result.stderr
-    spec = yaml.safe_load((tmp_path / "out.yaml").read_text())
+    spec = next(yaml.safe_load_all((tmp_path / "out.yaml").read_text()))
     assert spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]["train"]["epochs"] == 1
 
 

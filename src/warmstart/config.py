@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import to_jsonable_python
 
 from warmstart.errors import ConfigError
 
@@ -304,6 +305,49 @@ class StorageConfig(_Section):
         return env
 
 
+class Toleration(_Section):
+    key: str = Field("", description="Taint key (empty with operator Exists: every taint).")
+    operator: Literal["Exists", "Equal"] = Field("Exists", description="Exists, or Equal to `value`.")
+    value: str = Field("", description="Taint value, for operator Equal.")
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
+        "NoSchedule", description="Taint effect (empty: every effect)."
+    )
+
+
+class ClusterConfig(_Section):
+    """How the compiled pipeline's pods run on Kubernetes (ignored by `warmstart run`)."""
+
+    s3_secret: str = Field(
+        "",
+        description="Secret in the run's namespace whose AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY every task gets "
+        "as environment variables (see k8s/s3-secret.template.yaml). Empty: none; the cluster provides credentials.",
+    )
+    gpu_node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels the GPU finetune tasks must run on, e.g. {nvidia.com/gpu.present: 'true'}.",
+    )
+    gpu_tolerations: list[Toleration] = Field(
+        default_factory=lambda: [Toleration(key="nvidia.com/gpu")],
+        description="Taints of GPU nodes that the GPU finetune tasks tolerate.",
+    )
+    shm_size: str = Field(
+        "8Gi",
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti)?$",
+        description="Size of the in-memory /dev/shm of finetune tasks (data loader workers share batches there).",
+    )
+    hf_cache_pvc: str = Field(
+        "",
+        description="PersistentVolumeClaim mounted at the image's HF_HOME in fetch_model, so hf:// models are "
+        "downloaded once per cluster. Empty: every run downloads again.",
+    )
+    retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed task, with exponential backoff from 60 s."
+    )
+    timeout_minutes: int = Field(60, ge=1, description="Time limit of each task other than finetune.")
+    finetune_timeout_minutes: int = Field(1440, ge=1, description="Time limit of each finetune task.")
+    run_as_user: int = Field(10001, ge=1, description="Non-root user id the tasks run as (the images' user).")
+
+
 CHECKPOINTS_DIR = ".checkpoints"
 
 
@@ -314,6 +358,7 @@ class Config(_Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -446,7 +491,7 @@ def describe_fields() -> str:
         lines.append(f"{section}:")
         model = field.annotation
         for name, sub in model.model_fields.items():
-            value = sub.get_default(call_default_factory=True)
+            value = to_jsonable_python(sub.get_default(call_default_factory=True))
             default = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
             choices = get_args(sub.annotation) if get_origin(sub.annotation) is Literal else ()
             hint = f" One of: {', '.join(choices)}." if choices else ""

@@ -1,0 +1,47 @@
+"""How a compiled pipeline's tasks run on Kubernetes: credentials, GPU placement, volumes, limits.
+
+Applied to each task at compile time through kfp-kubernetes (platform settings in the pipeline
+spec that the KFP backend turns into pod fields); `warmstart run` on this machine ignores them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from warmstart.config import ClusterConfig
+
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+HF_HOME = "/home/warmstart/.cache/huggingface"  # the images' HF_HOME (docker/)
+
+
+def apply(task: Any, cluster: ClusterConfig, stage: str, gpus: int = 0) -> Any:
+    """Set `cluster`'s settings on one pipeline task of `stage` (`finetune` tasks with `gpus` GPUs
+    go to GPU nodes). Returns the task."""
+    from kfp import kubernetes
+
+    kubernetes.set_security_context(
+        task, run_as_user=cluster.run_as_user, run_as_group=cluster.run_as_user, run_as_non_root=True
+    )
+    if cluster.s3_secret:
+        kubernetes.use_secret_as_env(task, cluster.s3_secret, {key: key for key in S3_KEYS})
+    minutes = cluster.finetune_timeout_minutes if stage == "finetune" else cluster.timeout_minutes
+    kubernetes.set_timeout(task, minutes * 60)
+    # A rescheduled or failed pod is retried; a finetune retry resumes from its checkpoints.
+    task.set_retry(num_retries=cluster.retries, backoff_duration="60s", backoff_factor=2.0)
+    if stage == "finetune":
+        kubernetes.empty_dir_mount(task, "dshm", "/dev/shm", medium="Memory", size_limit=cluster.shm_size)
+        if gpus:
+            task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+            for key, value in cluster.gpu_node_selector.items():
+                kubernetes.add_node_selector(task, key, value)
+            for toleration in cluster.gpu_tolerations:
+                kubernetes.add_toleration(
+                    task,
+                    key=toleration.key or None,
+                    operator=toleration.operator,
+                    value=toleration.value or None,
+                    effect=toleration.effect or None,
+                )
+    if stage == "fetch_model" and cluster.hf_cache_pvc:
+        kubernetes.mount_pvc(task, cluster.hf_cache_pvc, HF_HOME)
+    return task
