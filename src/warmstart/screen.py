@@ -79,6 +79,7 @@ def fetch_best(
         rows = _sample(dataset_dir, cfg.model.screen_rows, cfg.train.seed)
         labels = np.asarray(rows["label"])
         ranking = []
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="warmstart-screen-", dir=output_dir.parent) as scratch:
             fetched = []
             for index, uri in enumerate(sources):
