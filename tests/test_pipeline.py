@@ -147,8 +147,7 @@ def test_the_compiled_pipeline_carries_the_kubernetes_settings(tmp_path):
         for name, task in dag_tasks(pipeline).items()
         if "retryPolicy" in task
     }
-    stages = ("ingest", "fetch-model", "evaluate-champion", "finetune", "finetune-2", "gate", "register")
-    assert retried == dict.fromkeys(stages, 3)
+    assert retried == {"finetune": 3, "finetune-2": 3}, "only the long tasks retry"
 
 
 def test_compile_command_writes_the_yaml(tmp_path):

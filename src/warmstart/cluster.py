@@ -26,9 +26,10 @@ def apply(task: Any, cluster: ClusterConfig, stage: str, gpus: int = 0) -> Any:
         kubernetes.use_secret_as_env(task, cluster.s3_secret, {key: key for key in S3_KEYS})
     minutes = cluster.finetune_timeout_minutes if stage == "finetune" else cluster.timeout_minutes
     kubernetes.set_timeout(task, minutes * 60)
-    # A rescheduled or failed pod is retried; a finetune retry resumes from its checkpoints.
-    task.set_retry(num_retries=cluster.retries, backoff_duration="60s", backoff_factor=2.0)
     if stage == "finetune":
+        # A long task whose pod is preempted or evicted is retried and resumes from its checkpoints.
+        # Short tasks are not: their storage calls already retry, and a bad input fails the same again.
+        task.set_retry(num_retries=cluster.retries, backoff_duration="60s", backoff_factor=2.0)
         kubernetes.empty_dir_mount(task, "dshm", "/dev/shm", medium="Memory", size_limit=cluster.shm_size)
         if gpus:
             task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)

@@ -341,7 +341,11 @@ class ClusterConfig(_Section):
         "downloaded once per cluster. Empty: every run downloads again.",
     )
     retries: int = Field(
-        2, ge=0, le=10, description="Retries of a failed task, with exponential backoff from 60 s."
+        2,
+        ge=0,
+        le=10,
+        description="Retries of a failed finetune task (a preempted pod, say), with exponential backoff from 60 s; "
+        "a retry resumes from the checkpoints.",
     )
     timeout_minutes: int = Field(60, ge=1, description="Time limit of each task other than finetune.")
     finetune_timeout_minutes: int = Field(1440, ge=1, description="Time limit of each finetune task.")
