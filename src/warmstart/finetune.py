@@ -281,7 +281,8 @@ def _train(
     strategy = train_cfg.strategy if init == "pretrained" else "full"
     cache = strategy == "feature_extraction" and train_cfg.cache_features
 
-    model_name = f"model.source '{load_manifest(base_model_dir)['source']}'"
+    manifest = load_manifest(base_model_dir)
+    model_name = f"model.source '{manifest['source']}'"
     inputs = inputs_for(card.get("modality", "text"), base_model_dir, cfg.model.max_length, model_name)
     train = _load_split(dataset_dir, "train")
     if train_cfg.max_train_samples and train_cfg.max_train_samples < len(train):
@@ -464,8 +465,8 @@ def _train(
         "learning_curve": curve,
         "label_names": label_names,
         "model_sha256": sha256_file(model_dir / WEIGHTS_FILE),
-        "base_model": load_manifest(base_model_dir)["source"],
-        "base_model_revision": load_manifest(base_model_dir)["revision"],
+        "base_model": manifest["source"],
+        "base_model_revision": manifest["revision"],
         "data_fingerprint": card["fingerprint"],
         "test_fingerprint": card["fingerprints"]["test"],
     }
