@@ -13,5 +13,15 @@ from warmstart.components.finetune import finetune  # noqa: E402
 from warmstart.components.gate import gate  # noqa: E402
 from warmstart.components.ingest import ingest  # noqa: E402
 from warmstart.components.register import register  # noqa: E402
+from warmstart.components.skipped import skipped  # noqa: E402
 
-__all__ = ["DEFAULT_IMAGE", "evaluate_champion", "fetch_model", "finetune", "gate", "ingest", "register"]
+__all__ = [
+    "DEFAULT_IMAGE",
+    "evaluate_champion",
+    "fetch_model",
+    "finetune",
+    "gate",
+    "ingest",
+    "register",
+    "skipped",
+]

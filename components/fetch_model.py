@@ -12,10 +12,14 @@ def fetch_model(
     base_model: Output[Model],
     screening: Output[Artifact],
     scores: Output[Metrics],
-):
+) -> str:
     """Resolve model.source into safetensors weights, config and tokenizer or image processor, with
-    manifest.json. With model.candidates, the one with the best LogME score on the training split."""
+    manifest.json. With model.candidates, the one with the best LogME score on the training split.
+
+    Returns the model's fingerprint (its files' digests), which finetune takes as a parameter.
+    """
     from warmstart.config import Config
+    from warmstart.fetch import model_fingerprint
     from warmstart.screen import fetch_best
     from warmstart.stage import user_errors
 
@@ -25,3 +29,4 @@ def fetch_model(
     for entry in ranked.get("ranking", []):
         scores.log_metric(f"logme {entry['source']}", entry["logme"])
     screening.metadata.update({k: ranked[k] for k in ("screened", "chosen")})
+    return model_fingerprint(manifest)

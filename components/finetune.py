@@ -10,6 +10,8 @@ def finetune(
     config: dict,
     init: str,
     seed: int,
+    data_fingerprint: str,
+    base_fingerprint: str,
     dataset: Input[Dataset],
     base_model: Input[Model],
     model: Output[Model],
@@ -17,12 +19,18 @@ def finetune(
     metrics: Output[Metrics],
 ):
     """Train one arm (init = pretrained or scratch) with one of train.seeds; evaluation holds test
-    predictions and the learning curve."""
+    predictions and the learning curve.
+
+    The fingerprints of the dataset and the base model are parameters so that KFP's cache key,
+    which names input artifacts but does not look inside them, changes when their content does.
+    """
     from warmstart.config import Config
     from warmstart.finetune import finetune as train
+    from warmstart.freshness import check_inputs
     from warmstart.stage import user_errors
 
     with user_errors(f"finetune[{init}]"):
+        check_inputs(dataset.path, base_model.path, data_fingerprint, base_fingerprint)
         summary = train(
             Config.from_dict(config).for_seed(int(seed)),
             init,

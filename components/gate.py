@@ -33,7 +33,7 @@ def gate(
     from warmstart.gate import REPORT_FILE
     from warmstart.gate import gate as judge
     from warmstart.report import HTML_FILE
-    from warmstart.stage import user_errors
+    from warmstart.stage import report_outcome, user_errors
 
     with user_errors("gate"):
         decision = judge(
@@ -57,4 +57,5 @@ def gate(
     if decision["champion"] and decision["champion"]["comparable"]:
         metrics.log_metric("champion_gain_estimate", decision["champion"]["gain"]["estimate"])
     result.metadata.update({k: decision[k] for k in ("verdict", "passed", "promote", "decided_by")})
+    report_outcome("gate", {"result": result.path})
     return decision["passed"]

@@ -1,23 +1,39 @@
-"""KFP component: ingest (library: warmstart.ingest)."""
+"""KFP component: ingest (libraries: warmstart.ingest, warmstart.freshness)."""
+
+from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Dataset, Output
+from kfp.dsl import Dataset, Markdown, Output
 from warmstart.components import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def ingest(config: dict, dataset: Output[Dataset]) -> list[int]:
+def ingest(config: dict, force: bool, dataset: Output[Dataset], freshness: Output[Markdown]) -> NamedTuple(
+    "Outputs", train=bool, seeds=list[int], fingerprint=str, status=dict
+):
     """Read, clean and split the labelled data; the directory holds the splits and data_card.json.
 
-    Returns the training seeds (train.seeds, or [train.seed]) of the config it validated: the
-    pipeline trains both arms once per seed, so the loop follows the run's own config.
+    Then compare with the registry's champion: `train` is false when the data, the pretrained
+    source and the training settings are all what they were for it (and `force` is not set), so
+    the pipeline ends without training. `seeds` (train.seeds, or [train.seed]) are the runs of
+    each arm; `fingerprint` identifies the data, so the tasks after this one cache on content.
     """
+    from collections import namedtuple
+    from pathlib import Path
+
     from warmstart.config import Config
+    from warmstart.freshness import check, markdown
     from warmstart.ingest import ingest as ingest_data
-    from warmstart.stage import user_errors
+    from warmstart.stage import report_outcome, user_errors
 
     with user_errors("ingest"):
         cfg = Config.from_dict(config)
         card = ingest_data(cfg.data, dataset.path)
+        record = check(cfg, card, force)
+    print(record["status"], flush=True)
+    report_outcome("ingest", record)
     dataset.metadata.update({"rows": card["rows"], "fingerprint": card["fingerprint"]})
-    return cfg.train.run_seeds()
+    Path(freshness.path).write_text(markdown(record), encoding="utf-8")
+    freshness.metadata.update({k: record[k] for k in ("train", "status", "champion")})
+    outputs = namedtuple("Outputs", "train seeds fingerprint status")
+    return outputs(record["train"], cfg.train.run_seeds(), card["fingerprint"], record)

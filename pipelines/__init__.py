@@ -1,5 +1,5 @@
-"""The warmstart pipeline: ingest → fetch_model → finetune ×2 → gate → [passed] register."""
+"""The warmstart pipeline: ingest → [changed] fetch_model → finetune ×2 per seed → gate → [passed] register."""
 
-from warmstart.pipelines.transfer import PIPELINE_NAME, build_pipeline, compile_pipeline
+from warmstart.pipelines.transfer import PIPELINE_NAME, SKIPPED_TASK, build_pipeline, compile_pipeline
 
-__all__ = ["PIPELINE_NAME", "build_pipeline", "compile_pipeline"]
+__all__ = ["PIPELINE_NAME", "SKIPPED_TASK", "build_pipeline", "compile_pipeline"]

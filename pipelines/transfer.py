@@ -1,13 +1,16 @@
 """The DAG, reading like the picture in the README.
 
-ingest ──► fetch_model ──► for each seed ──┬─► finetune(init=pretrained) ─┐
-                                           └─► finetune(init=scratch)   ──┼─► gate ──► [passed] register
-ingest ──► evaluate_champion (the registry's champion) ───────────────────┘
+ingest ─┬─[something changed]─► fetch_model ──► for each seed ──┬─► finetune(init=pretrained) ─┐
+        │                                                       └─► finetune(init=scratch)   ──┼─► gate ──► [passed] register
+        │                       evaluate_champion (the registry's champion) ───────────────────┘
+        └─[nothing changed]──► skipped
 
-fetch_model pre-screens model.candidates when there are any. The loop runs over train.seeds, which
-ingest returns from the run's config. evaluate_champion predicts this run's test split with the
-current champion, when there is one, so the gate can compare the challenger with it on the same rows.
-"""
+ingest compares the run with the registry's champion: when the data (its fingerprint), the
+pretrained source and the training settings are the same, the run ends at `skipped` unless the
+`force` parameter is true. fetch_model pre-screens model.candidates when there are any. The loop
+runs over train.seeds, which ingest returns from the run's config. evaluate_champion predicts this
+run's test split with the current champion, when there is one, so the gate can compare the
+challenger with it on the same rows."""
 
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from warmstart.components import (
     gate,
     ingest,
     register,
+    skipped,
 )
 
 from warmstart import cluster
@@ -29,6 +33,8 @@ from warmstart.config import Config
 from warmstart.trainjob import IMAGE_ENV
 
 PIPELINE_NAME = "warmstart-transfer"
+# The display name of the task that ends a run in which nothing changed (`warmstart runs` looks for it).
+SKIPPED_TASK = "skipped: nothing changed"
 
 
 def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, seeds_at_once: int = 0) -> Any:
@@ -73,58 +79,87 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, seeds_at_once: in
                 "register",
             )
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="Fine-tune a pretrained model and a from-scratch baseline of the same architecture, once "
-        "per training seed; register the fine-tuned model only if the gate finds positive transfer.",
-    )
-    # KFP reads parameter defaults from the signature, so the config must be evaluated here.
-    def transfer_pipeline(config: dict = config.model_dump(), run_id: str = "") -> dsl.Artifact:  # noqa: B008
-        data = in_image(ingest(config=config), "ingest")
-        base = in_image(
-            fetch_model(config=config, dataset=data.outputs["dataset"]), "fetch model", "fetch_model"
-        )
+    @dsl.pipeline(name="train-judge-register")
+    def train_judge_register(
+        config: dict,
+        run_id: str,
+        pipeline_job: str,
+        seeds: list,
+        data_fingerprint: str,
+        base_fingerprint: str,
+        dataset: Input[Dataset],
+        base_model: Input[Model],
+        screening: Input[Artifact],
+    ):
+        # Its own sub-DAG so that every value the seed loop reads is an input of this DAG: kfp.local
+        # (2.17) hands a loop task the loop item in place of any sibling task's output parameter.
         arms = {}
-        # ingest returns train.seeds of the run's config, so a run started with other seeds trains those.
-        with dsl.ParallelFor(data.outputs["Output"], parallelism=seeds_at_once, name="seeds") as seed:
+        with dsl.ParallelFor(seeds, parallelism=seeds_at_once, name="seeds") as seed:
             for init in ("pretrained", "scratch"):
                 arms[init] = in_image(
                     finetune(
                         config=config,
                         init=init,
                         seed=seed,
-                        dataset=data.outputs["dataset"],
-                        base_model=base.outputs["base_model"],
+                        data_fingerprint=data_fingerprint,
+                        base_fingerprint=base_fingerprint,
+                        dataset=dataset,
+                        base_model=base_model,
                     ),
                     f"finetune ({init})",
                     "finetune",
                 )
                 arms[init].set_env_variable(IMAGE_ENV, image)
-        champion = in_image(
-            evaluate_champion(config=config, dataset=data.outputs["dataset"]), "evaluate champion"
-        )
+        champion = in_image(evaluate_champion(config=config, dataset=dataset), "evaluate champion")
         decision = in_image(
             gate(
                 config=config,
                 pretrained=dsl.Collected(arms["pretrained"].outputs["evaluation"]),
                 scratch=dsl.Collected(arms["scratch"].outputs["evaluation"]),
                 champion=champion.outputs["evaluation"],
-                dataset=data.outputs["dataset"],
-                screening=base.outputs["screening"],
+                dataset=dataset,
+                screening=screening,
             ),
             "gate",
         )
         register_if_passed(
             config=config,
             run_id=run_id,
-            pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            pipeline_job=pipeline_job,
             passed=decision.outputs["Output"],
             models=dsl.Collected(arms["pretrained"].outputs["model"]),
             gate_result=decision.outputs["result"],
-            dataset=data.outputs["dataset"],
-            base_model=base.outputs["base_model"],
+            dataset=dataset,
+            base_model=base_model,
         ).set_display_name("register if the gate passed")
-        return decision.outputs["result"]
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Fine-tune a pretrained model and a from-scratch baseline of the same architecture, once "
+        "per training seed; register the fine-tuned model only if the gate finds positive transfer. "
+        "Ends early when the data, the pretrained source and the training settings are those of the "
+        "registry's champion, unless force is true.",
+    )
+    # KFP reads parameter defaults from the signature, so the config must be evaluated here.
+    def transfer_pipeline(config: dict = config.model_dump(), run_id: str = "", force: bool = False):  # noqa: B008
+        data = in_image(ingest(config=config, force=force), "ingest")
+        with dsl.If(data.outputs["train"] == True, name="something changed: train"):  # noqa: E712
+            base = in_image(
+                fetch_model(config=config, dataset=data.outputs["dataset"]), "fetch model", "fetch_model"
+            )
+            train_judge_register(
+                config=config,
+                run_id=run_id,
+                pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                seeds=data.outputs["seeds"],
+                data_fingerprint=data.outputs["fingerprint"],
+                base_fingerprint=base.outputs["Output"],
+                dataset=data.outputs["dataset"],
+                base_model=base.outputs["base_model"],
+                screening=base.outputs["screening"],
+            ).set_display_name("train, judge, register")
+        with dsl.Else(name="nothing changed: skip"):
+            in_image(skipped(status=data.outputs["status"]), SKIPPED_TASK)
 
     return transfer_pipeline
 

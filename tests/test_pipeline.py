@@ -19,14 +19,19 @@ def dag_tasks(spec):
     return {name: task for dag in dags for name, task in dag["tasks"].items()}
 
 
-def test_compiled_pipeline_has_the_five_stages_gpu_the_seed_loop_and_the_gate_condition(tmp_path):
+def test_compiled_pipeline_has_the_stages_the_skip_branch_the_seed_loop_and_the_gate_condition(tmp_path):
     path = compile_pipeline(
         Config(), tmp_path / "p.yaml", image="registry.example/warmstart@sha256:" + "a" * 64
     )
     spec = next(yaml.safe_load_all(path.read_text()))
-    assert {"comp-ingest", "comp-fetch-model", "comp-finetune", "comp-gate", "comp-register"} <= set(
-        spec["components"]
-    )
+    assert {
+        "comp-ingest",
+        "comp-fetch-model",
+        "comp-finetune",
+        "comp-gate",
+        "comp-register",
+        "comp-skipped",
+    } <= set(spec["components"])
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {
         "registry.example/warmstart@sha256:" + "a" * 64
@@ -37,18 +42,58 @@ def test_compiled_pipeline_has_the_five_stages_gpu_the_seed_loop_and_the_gate_co
     assert sorted(gpu_tasks) == ["exec-finetune", "exec-finetune-2"]
     assert executors["exec-finetune"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
     tasks = dag_tasks(spec)
+    # ingest decides whether anything changed: the training branch runs on its `train` output, the
+    # other branch ends the run at `skipped`.
+    branches = [t for t in tasks.values() if "triggerPolicy" in t]
+    conditions = {t["taskInfo"]["name"]: t["triggerPolicy"]["condition"] for t in branches}
+    assert conditions["something changed: train"] == (
+        "inputs.parameter_values['pipelinechannel--ingest-train'] == true"
+    )
+    assert conditions["nothing changed: skip"] == (
+        "!(inputs.parameter_values['pipelinechannel--ingest-train'] == true)"
+    )
+    skip_branch = next(t for t in branches if t["taskInfo"]["name"] == "nothing changed: skip")
+    assert list(spec["components"][skip_branch["componentRef"]["name"]]["dag"]["tasks"]) == ["skipped"]
     # Both arms run once per seed: a ParallelFor over the seeds ingest read from the run's config.
+    work = tasks["train-judge-register"]["inputs"]["parameters"]
+    assert work["seeds"] == {"componentInputParameter": "pipelinechannel--ingest-seeds"}
+    assert work["base_fingerprint"]["taskOutputParameter"] == {
+        "producerTask": "fetch-model",
+        "outputParameterKey": "Output",
+    }
     loop_name, loop = next((name, task) for name, task in tasks.items() if "parameterIterator" in task)
     assert loop["taskInfo"]["name"] == "seeds"
-    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--ingest-Output"
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--seeds"
     in_loop = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
     inits = sorted(t["inputs"]["parameters"]["init"]["runtimeValue"]["constant"] for t in in_loop.values())
     assert inits == ["pretrained", "scratch"]
-    assert all("seed" in t["inputs"]["parameters"] for t in in_loop.values())
+    assert all(
+        {"seed", "data_fingerprint", "base_fingerprint"} <= set(t["inputs"]["parameters"])
+        for t in in_loop.values()
+    )
+    # Only finetune may come from KFP's cache: its key holds the data's and the base model's
+    # fingerprints. The other tasks read moving things or write the registry.
+    containers = {
+        name: task
+        for name, task in tasks.items()
+        if "dag" not in spec["components"][task["componentRef"]["name"]]
+    }
+    assert set(containers) == {
+        "ingest",
+        "fetch-model",
+        "finetune",
+        "finetune-2",
+        "evaluate-champion",
+        "gate",
+        "register",
+        "skipped",
+    }
+    cached = sorted(name for name, task in containers.items() if task["cachingOptions"].get("enableCache"))
+    assert cached == ["finetune", "finetune-2"]
     # The gate takes every seed's evaluation; register runs only when the gate passed.
     gate_inputs = tasks["gate"]["inputs"]["artifacts"]
     assert gate_inputs["pretrained"]["taskOutputArtifact"]["producerTask"] == loop_name
-    condition = next(t for t in tasks.values() if "triggerPolicy" in t)
+    condition = next(t for t in branches if t["taskInfo"]["name"] == "gate passed")
     assert (
         condition["triggerPolicy"]["condition"]
         == "inputs.parameter_values['pipelinechannel--passed'] == true"
@@ -57,6 +102,7 @@ def test_compiled_pipeline_has_the_five_stages_gpu_the_seed_loop_and_the_gate_co
     assert list(inner) == ["register"]
     passed = tasks["register-if-passed"]["inputs"]["parameters"]["passed"]
     assert passed["taskOutputParameter"] == {"producerTask": "gate", "outputParameterKey": "Output"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["force"]["defaultValue"] is False
     assert (
         spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]["train"]["strategy"]
         == "full"
@@ -186,6 +232,10 @@ def test_compile_refuses_settings_that_cannot_work_in_a_pod(tmp_path):
     assert not output.exists()
 
 
+def lineage_fingerprint(registry, name, version):
+    return registry.metadata(name, version)["lineage"]["data_fingerprint"]
+
+
 def tiny_run_config(tmp_path, model, **gate):
     data = write_csv(tmp_path / "reviews.csv", synthetic_rows(240, seed=21))
     config = tmp_path / "config.yaml"
@@ -215,15 +265,28 @@ def tiny_run_config(tmp_path, model, **gate):
     return config
 
 
-def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
+def test_run_registers_a_model_that_transfers_then_skips_until_the_data_changes(
+    tmp_path, tiny_pretrained_model
+):
     """The whole DAG through kfp.local on a tiny model whose pre-training carries over, two seeds per
-    arm (a ParallelFor whose evaluations the gate collects): the chosen seed's model is registered."""
+    arm (a ParallelFor whose evaluations the gate collects): the chosen seed's model is registered.
+
+    Then the scheduled-retraining case: the same run again ends at ingest ("skipped: data unchanged
+    since version 1") without training; after one row of the data changed, it trains again."""
     config = tiny_run_config(tmp_path, tiny_pretrained_model)
-    result = run_warmstart(
-        "run", "--config", str(config), "--workdir", str(tmp_path / "work"), "--set", "train.seeds=[3, 5]"
-    )
+    args = [
+        "run",
+        "--config",
+        str(config),
+        "--workdir",
+        str(tmp_path / "work"),
+        "--set",
+        "train.seeds=[3, 5]",
+    ]
+    result = run_warmstart(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((tmp_path / "work" / "summary.json").read_text())
+    assert summary["freshness"] == "training: tiny-reviews has no champion yet"
     assert summary["seeds"]["count"] == 2 and summary["seeds"]["values"] in ([3, 5], [5, 3])
     assert set(summary["seeds"]["gains"]) == {"3", "5"}
     assert summary["gain"]["estimate"] == pytest.approx(sum(summary["seeds"]["gains"].values()) / 2)
@@ -245,6 +308,28 @@ def test_run_registers_a_model_that_transfers(tmp_path, tiny_pretrained_model):
     assert registry.metadata("tiny-reviews", 1)["gate"]["seeds"]["chosen"] == chosen
     assert "positive transfer" in result.stdout
     assert "registered tiny-reviews version 1" in result.stdout
+
+    again = run_warmstart(*args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    skipped = json.loads((tmp_path / "work" / "summary.json").read_text())
+    assert skipped["verdict"] == "skipped" and skipped["registered"] is None
+    assert skipped["skipped"]["champion"] == 1
+    assert skipped["skipped"]["fingerprint"] == lineage_fingerprint(registry, "tiny-reviews", 1)
+    assert "warmstart: skipped: data unchanged since version 1" in again.stdout
+    assert "Executing task 'skipped'" in again.stdout
+    for task in ("fetch-model", "finetune", "gate", "register"):
+        assert f"Executing task '{task}'" not in again.stdout
+    assert registry.versions("tiny-reviews") == [1]
+
+    rows = synthetic_rows(240, seed=21)
+    rows[0] = ("an entirely new first review", rows[0][1])
+    write_csv(tmp_path / "reviews.csv", rows)
+    changed = run_warmstart(*args)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    retrained = json.loads((tmp_path / "work" / "summary.json").read_text())
+    assert retrained["freshness"].startswith("training: changed since version 1: data (fingerprint ")
+    assert retrained["verdict"] == "positive" and retrained["champion"]["version"] == 1
+    assert "Executing task 'finetune'" in changed.stdout
 
 
 def test_a_gate_that_does_not_pass_skips_register_and_still_exits_zero(
@@ -323,11 +408,18 @@ def test_run_with_data_and_registry_on_s3(tmp_path, s3_prefix, tiny_pretrained_m
     assert metadata["lineage"]["data_source"] == f"{s3_prefix}/data/train.csv"
     assert "model.safetensors" in registry.store.children("tiny-reviews/versions/1")
 
+    # Nothing changed: the rerun skips, reading the champion from the S3 registry.
     again = run_warmstart(*args)
     assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((tmp_path / "work" / "summary.json").read_text())["verdict"] == "skipped"
+    assert "skipped: data unchanged since version 1" in again.stdout
+    # --force trains anyway, and the same model is found registered already.
+    forced = run_warmstart(*args, "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
     rerun = json.loads((tmp_path / "work" / "summary.json").read_text())
+    assert rerun["freshness"] == "training (forced): data unchanged since version 1"
     assert rerun["registered"]["version"] == 1 and not rerun["registered"]["new"]
-    assert "already registered" in again.stdout
+    assert "already registered" in forced.stdout
     assert registry.versions("tiny-reviews") == [1]
 
 
@@ -345,6 +437,9 @@ def test_a_worse_challenger_does_not_replace_the_champion(tmp_path, tiny_pretrai
     )
     assert second.returncode == 0, second.stdout + second.stderr
     summary = json.loads((tmp_path / "work" / "summary.json").read_text())
+    assert summary["freshness"].startswith(
+        "training: changed since version 1: train.learning_rate (0.001 → 0.03)"
+    )
     assert summary["verdict"] == "positive"
     assert summary["champion"]["version"] == 1 and summary["champion"]["comparable"]
     assert summary["champion"]["challenger"] < summary["champion"]["champion"]

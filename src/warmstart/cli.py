@@ -43,6 +43,13 @@ def _fail(err: WarmstartError, code: int = 2) -> None:
 def _print_summary(summary: dict) -> None:
     from warmstart.gate import match_sentence
 
+    if summary["verdict"] == "skipped":
+        console.print(f"warmstart: {summary['skipped']['status']}", highlight=False)
+        console.print(
+            f"wall time: {summary['wall_seconds']:.0f} s; full log: {summary['log']}", highlight=False
+        )
+        return
+
     table = Table(title=f"warmstart: {summary['verdict']} transfer", title_justify="left")
     table.add_column("")
     for metric in ("accuracy", "macro_f1"):
@@ -121,6 +128,14 @@ def run(
         Path | None, typer.Option(help="Write the summary JSON here (default: WORKDIR/summary.json).")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show kfp.local's full log.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Train even when the data, the pretrained source and the training settings are those "
+            "of the registry's champion (such a run is otherwise skipped).",
+        ),
+    ] = False,
 ) -> None:
     """Run the whole pipeline on this machine through kfp.local. With no config: the SST-2 demo."""
     from warmstart.config import load_config
@@ -128,7 +143,7 @@ def run(
 
     try:
         cfg = load_config(config, set_)
-        result = run_local(cfg, workdir, verbose)
+        result = run_local(cfg, workdir, verbose, force)
     except WarmstartError as err:
         _fail(err, code=2 if isinstance(err, ConfigError) else 1)
     write_summary(result, summary or workdir / "summary.json")
@@ -181,6 +196,166 @@ def compile_(
     console.print(f"wrote {path} (image {image or DEFAULT_IMAGE})", highlight=False)
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+HostOption = Annotated[
+    str,
+    typer.Option(
+        "--host",
+        envvar="KF_PIPELINES_ENDPOINT",
+        help="Kubeflow Pipelines API, e.g. http://localhost:8888 after `kubectl port-forward -n kubeflow "
+        "svc/ml-pipeline 8888`, or the Kubeflow dashboard's URL + /pipeline. Auth: KF_PIPELINES_TOKEN (a bearer "
+        "token), else KF_PIPELINES_SA_TOKEN_PATH (a service-account token file), else none.",
+    ),
+]
+NamespaceOption = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Kubeflow profile namespace (multi-user Kubeflow).")
+]
+ExperimentOption = Annotated[
+    str, typer.Option("--experiment", help="KFP experiment the runs belong to (created when missing).")
+]
+ImageOption = Annotated[
+    str | None, typer.Option(help="Container image of every task (default: the release image).")
+]
+PipelineNameOption = Annotated[str, typer.Option("--pipeline", help="Name of the pipeline in KFP.")]
+CaCertOption = Annotated[
+    Path | None, typer.Option("--ca-cert", help="CA bundle for an https host with a private CA.")
+]
+
+
+def _connect(config, set_, host, namespace, ca_cert):
+    """The config (checked for a cluster) and the backend."""
+    from warmstart.config import check_for_cluster, load_config
+    from warmstart.submit import Kubeflow
+
+    try:
+        cfg = load_config(config, set_)
+        check_for_cluster(cfg)
+    except WarmstartError as err:
+        _fail(err)
+    try:
+        return cfg, Kubeflow(host, namespace, str(ca_cert) if ca_cert else None)
+    except WarmstartError as err:
+        _fail(err, 1)
+
+
+@app.command()
+def submit(
+    host: HostOption = "",
+    namespace: NamespaceOption = None,
+    experiment: ExperimentOption = "warmstart",
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    image: ImageOption = None,
+    pipeline: PipelineNameOption = "warmstart-transfer",
+    run_name: Annotated[
+        str | None, typer.Option(help="Run name (default: the pipeline and the time).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train even when nothing changed since the champion.")
+    ] = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Upload the pipeline to Kubeflow Pipelines (a new version when it changed) and start a run."""
+    from datetime import datetime, timezone
+
+    from warmstart.components import DEFAULT_IMAGE
+
+    cfg, kubeflow = _connect(config, set_, host, namespace, ca_cert)
+    name = run_name or f"{pipeline} {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S}"
+    try:
+        uploaded = kubeflow.upload(cfg, image or DEFAULT_IMAGE, pipeline)
+        started = kubeflow.run(cfg, uploaded, kubeflow.experiment(experiment), name, force)
+    except WarmstartError as err:
+        _fail(err, 1)
+    console.print(
+        f"pipeline {pipeline}, version {uploaded['version']}{' (new)' if uploaded['new'] else ''}",
+        highlight=False,
+    )
+    console.print(
+        f"started run {started['run_id']} in experiment {experiment}: {started['url']}", highlight=False
+    )
+
+
+@app.command()
+def schedule(
+    cron: Annotated[
+        str,
+        typer.Option(
+            "--cron",
+            help="When to run, in KFP's 6-field cron: second minute hour day-of-month month day-of-week "
+            "(robfig/cron, in the time zone of KFP's scheduled-workflow controller: CRON_SCHEDULE_TIMEZONE, UTC "
+            "by default). '0 0 3 * * *' is 03:00 every day, '0 30 2 * * 1' 02:30 every Monday, '0 0 */6 * * *' "
+            "every 6 hours; @daily and '@every 12h' work too. A 5-field crontab line is refused with its "
+            "6-field form.",
+        ),
+    ],
+    host: HostOption = "",
+    namespace: NamespaceOption = None,
+    experiment: ExperimentOption = "warmstart",
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    image: ImageOption = None,
+    pipeline: PipelineNameOption = "warmstart-transfer",
+    name: Annotated[str, typer.Option("--name", help="Name of the recurring run.")] = "warmstart-retraining",
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace the experiment's recurring run of the same name.")
+    ] = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """Create a recurring run: one run at a time, no catch-up of missed runs. Each run trains only when
+    the data, the pretrained source or the training settings changed since the champion."""
+    from warmstart.components import DEFAULT_IMAGE
+    from warmstart.submit import check_cron
+
+    try:
+        check_cron(cron)
+    except WarmstartError as err:
+        _fail(err)
+    cfg, kubeflow = _connect(config, set_, host, namespace, ca_cert)
+    try:
+        uploaded = kubeflow.upload(cfg, image or DEFAULT_IMAGE, pipeline)
+        created = kubeflow.schedule(cfg, uploaded, kubeflow.experiment(experiment), name, cron, replace)
+    except WarmstartError as err:
+        _fail(err, 1)
+    replaced = f", replacing {', '.join(created['replaced'])}" if created["replaced"] else ""
+    console.print(
+        f"scheduled '{name}' ({cron}, one run at a time, no catch-up) on pipeline {pipeline} version "
+        f"{uploaded['version']}{replaced}: {created['url']}",
+        highlight=False,
+    )
+
+
+@app.command()
+def runs(
+    host: HostOption = "",
+    namespace: NamespaceOption = None,
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="Only this experiment's runs (default: every run).")
+    ] = "warmstart",
+    limit: Annotated[int, typer.Option(min=1, max=200, help="How many of the newest runs.")] = 20,
+    as_json: JsonOption = False,
+    ca_cert: CaCertOption = None,
+) -> None:
+    """The newest runs on Kubeflow Pipelines with what each came to: registered, did not pass, skipped
+    because nothing changed, failed (at which task), or running."""
+    from warmstart.submit import Kubeflow
+
+    try:
+        found = Kubeflow(host, namespace, str(ca_cert) if ca_cert else None).runs(experiment or None, limit)
+    except WarmstartError as err:
+        _fail(err, 1)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    table = Table(title=f"runs on {host}", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("created (UTC)", "name", "state", "outcome", "run id"):
+        table.add_column(column)
+    for run in found:
+        created = (run["created"] or "")[:16].replace("T", " ")
+        table.add_row(created, run["name"], run["state"], run["outcome"], run["run_id"])
+    (console if console.is_terminal else Console(width=200)).print(table)
+
+
 @app.command("config")
 def show_config() -> None:
     """Print every config key with its default and what it does (a starting point for your own file)."""
@@ -192,7 +367,6 @@ def show_config() -> None:
 registry_app = typer.Typer(help="Inspect a registry and move its champion alias.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
 UriOption = Annotated[str, typer.Option("--uri", help="Registry root: a directory or s3://BUCKET/PREFIX.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _open_registry(uri: str):

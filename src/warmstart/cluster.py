@@ -24,6 +24,11 @@ def apply(task: Any, cluster: ClusterConfig, stage: str, gpus: int = 0) -> Any:
     )
     if cluster.s3_secret:
         kubernetes.use_secret_as_env(task, cluster.s3_secret, {key: key for key in S3_KEYS})
+    # KFP's cache key names a task's input artifacts but never reads them (kubeflow/pipelines#5816):
+    # only finetune, whose parameters carry the data's and the base model's fingerprints, may be
+    # served from cache. The rest read moving things (the data source, the champion, a model
+    # reference) or write to the registry, so they always run.
+    task.set_caching_options(enable_caching=stage == "finetune")
     minutes = cluster.finetune_timeout_minutes if stage == "finetune" else cluster.timeout_minutes
     kubernetes.set_timeout(task, minutes * 60)
     if stage == "finetune":

@@ -350,6 +350,12 @@ class ClusterConfig(_Section):
     timeout_minutes: int = Field(60, ge=1, description="Time limit of each task other than finetune.")
     finetune_timeout_minutes: int = Field(1440, ge=1, description="Time limit of each finetune task.")
     run_as_user: int = Field(10001, ge=1, description="Non-root user id the tasks run as (the images' user).")
+    service_account: str = Field(
+        "warmstart-pipeline",
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+        description="Kubernetes service account that `warmstart submit` and `schedule` runs use (k8s/base creates "
+        "it). Empty: the KFP namespace's default (default-editor in a Kubeflow profile).",
+    )
 
 
 CHECKPOINTS_DIR = ".checkpoints"

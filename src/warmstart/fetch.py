@@ -10,6 +10,7 @@ and a model that needs custom code (`auto_map`) is refused because trust_remote_
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -224,3 +225,9 @@ def _copy_safe_files(
 
 def load_manifest(model_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(model_dir) / MANIFEST_FILE).read_text())
+
+
+def model_fingerprint(manifest: dict[str, Any]) -> str:
+    """sha256 over the files' names and digests: the same weights, config and tokenizer give the same value."""
+    listing = "".join(f"{name}:{entry['sha256']}\n" for name, entry in sorted(manifest["files"].items()))
+    return hashlib.sha256(listing.encode()).hexdigest()

@@ -20,12 +20,20 @@ from warmstart.errors import WarmstartError
 from warmstart.gate import load_result
 from warmstart.registry import Registry
 from warmstart.report import HTML_FILE
-from warmstart.stage import ERROR_FILE_ENV
+from warmstart.stage import ERROR_FILE_ENV, OUTCOME_FILE_ENV
 from warmstart.storage import s3_client, scheme_of
 
 # Lines of kfp.local's log worth showing a person: task starts and ends, training progress, errors.
 # A stage's own error line is left out: the CLI repeats it as its last line.
-PROGRESS_MARKERS = ("Executing task", "finished with status", "finetune[", "screen: ")
+PROGRESS_MARKERS = (
+    "Executing task",
+    "finished with status",
+    "finetune[",
+    "screen: ",
+    "training: ",
+    "training (forced): ",
+    "skipped: ",
+)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -88,11 +96,11 @@ def localize(cfg: Config, workdir: Path) -> Config:
     return cfg
 
 
-def run_local(cfg: Config, workdir: Path, verbose: bool = False) -> dict[str, Any]:
+def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = False) -> dict[str, Any]:
     """Execute the pipeline with kfp.local's SubprocessRunner and return the run summary.
 
     kfp.local's full log goes to WORKDIR/runs/RUN_ID.log; the console gets progress lines only,
-    unless `verbose`.
+    unless `verbose`. `force` trains even when nothing changed since the champion.
     """
     from kfp import local
 
@@ -102,13 +110,15 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False) -> dict[str, An
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = localize(cfg, workdir)
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    error_file = workdir / f".error-{run_id}"
+    error_file, outcome_file = workdir / f".error-{run_id}", workdir / f".outcome-{run_id}"
     (workdir / "runs").mkdir(exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "runs"))
     started = time.perf_counter()
     progress_file = workdir / "runs" / f"{run_id}.log"
     # kfp.local's task processes inherit this process's environment, and so does the lookup below.
-    with environment({ERROR_FILE_ENV: str(error_file), **cfg.storage.environment()}):
+    with environment(
+        {ERROR_FILE_ENV: str(error_file), OUTCOME_FILE_ENV: str(outcome_file), **cfg.storage.environment()}
+    ):
         progress = ProgressLog(progress_file, sys.stdout, verbose)
         try:
             with contextlib.redirect_stdout(progress), warnings.catch_warnings():
@@ -119,7 +129,7 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False) -> dict[str, An
                 # One seed at a time: every training process already uses all the cores. On the 2-core
                 # machine, two seeds of a small demo run took 357 s two at once and 200 s one by one.
                 pipeline = build_pipeline(cfg, seeds_at_once=1)
-                pipeline_run = pipeline(config=cfg.model_dump(), run_id=run_id)
+                pipeline(config=cfg.model_dump(), run_id=run_id, force=force)
         except RuntimeError as err:
             if error_file.is_file():
                 raise PipelineFailed(error_file.read_text(encoding="utf-8")) from None
@@ -128,10 +138,37 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False) -> dict[str, An
             progress.close()
             error_file.unlink(missing_ok=True)
         seconds = time.perf_counter() - started
-        gate_result = load_result(pipeline_run.output.path)
+        outcome = json.loads(outcome_file.read_text(encoding="utf-8")) if outcome_file.is_file() else {}
+        outcome_file.unlink(missing_ok=True)
+        if "skipped" in outcome:
+            return skipped_summary(outcome["ingest"], run_id, seconds, progress_file)
+        if "gate" not in outcome:
+            raise PipelineFailed(
+                f"the pipeline ended with neither a verdict nor a skip; the full log is {progress_file}"
+            )
+        gate_result = load_result(outcome["gate"]["result"])
         registered = registration(cfg, gate_result, run_id)
-    report = Path(pipeline_run.output.path) / HTML_FILE
-    return summarize(gate_result, registered, run_id, seconds, progress_file, report)
+    report = Path(outcome["gate"]["result"]) / HTML_FILE
+    summary = summarize(gate_result, registered, run_id, seconds, progress_file, report)
+    return {**summary, "freshness": outcome["ingest"]["status"]}
+
+
+def skipped_summary(status: dict[str, Any], run_id: str, seconds: float, log_file: Path) -> dict[str, Any]:
+    """The summary of a run that ended at ingest because nothing changed since the champion."""
+    return {
+        "run_id": run_id,
+        "verdict": "skipped",
+        "passed": False,
+        "skipped": {
+            "status": status["status"],
+            "champion": int(status["champion"]),
+            "fingerprint": status["fingerprint"],
+        },
+        "registered": None,
+        "wall_seconds": round(seconds, 1),
+        "log": str(log_file),
+        "report": None,
+    }
 
 
 @contextlib.contextmanager
