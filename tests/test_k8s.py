@@ -40,7 +40,13 @@ def pod_specs(obj: dict) -> list[dict]:
 
 
 def test_the_expected_overlays_exist():
-    assert BUILDS == ["base", "overlays/gpu", "overlays/s3-in-cluster", "overlays/trainer"]
+    assert BUILDS == [
+        "base",
+        "overlays/gpu",
+        "overlays/s3-in-cluster",
+        "overlays/standalone-kfp",
+        "overlays/trainer",
+    ]
 
 
 @pytest.mark.parametrize("name", BUILDS)
@@ -70,6 +76,9 @@ def test_policies_non_root_limits_pinned_images_no_secrets_least_privilege(name)
             )
         if kind in ("ClusterRoleBinding", "RoleBinding"):
             assert obj["roleRef"]["name"] not in ("cluster-admin", "admin", "edit"), where
+        if kind == "RoleBinding":
+            accounts = [s for s in obj["subjects"] if s["kind"] == "ServiceAccount"]
+            assert all(s["namespace"] == obj["metadata"]["namespace"] for s in accounts), where
         if kind in ("Role", "ClusterRole"):
             for rule in obj["rules"]:
                 assert "*" not in rule["verbs"] and "*" not in rule["resources"], where
@@ -147,8 +156,24 @@ def test_the_pipeline_defaults_are_a_valid_config_for_the_cluster(name):
         assert cfg.cluster.gpu_node_selector == {"nvidia.com/gpu.present": "true"}
     if name == "overlays/s3-in-cluster":
         assert cfg.storage.endpoint_url.startswith("http://seaweedfs.")
+    if name == "overlays/standalone-kfp":
+        assert {obj["metadata"].get("namespace") for obj in build(name)} == {"kubeflow"}
+        assert "Namespace" not in {obj["kind"] for obj in build(name)}
     if name == "overlays/trainer":
         assert cfg.train.trainer_runtime in {obj["metadata"]["name"] for obj in build(name)}
+
+
+def test_the_namespace_enforces_baseline_and_audits_restricted_pod_security():
+    """Restricted would turn away KFP's own pods (launcher, driver, Argo's executor), which a pipeline
+    cannot give the restricted securityContext; baseline can be enforced, restricted is audited."""
+    namespace = next(obj for obj in build("base") if obj["kind"] == "Namespace")
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert (
+        labels["pod-security.kubernetes.io/audit"]
+        == labels["pod-security.kubernetes.io/warn"]
+        == "restricted"
+    )
 
 
 def test_the_secret_is_only_a_template_with_empty_values():
