@@ -190,7 +190,7 @@ class StandIn:
 
     @staticmethod
     def _now() -> datetime:
-        return datetime.now(timezone.utc).replace(microsecond=0)
+        return datetime.now(timezone.utc)
 
     def finish(self, run_id: str, state: str, tasks: dict[str, str], error: str = "") -> None:
         """Give a run the state and task states (display name → state) a backend would report."""

@@ -130,9 +130,17 @@ def test_cron_check_accepts_what_robfig_cron_reads():
 
 
 def test_runs_lists_each_runs_outcome_from_its_tasks(kfp_api):
-    for _ in range(5):
-        assert warmstart(kfp_api, "submit", *S3_ARGS).returncode == 0
-        time.sleep(1.05)  # distinct creation times, one second apart
+    from warmstart.config import load_config
+    from warmstart.submit import Kubeflow
+
+    cfg = load_config(None, S3_ARGS[1::2])
+    kubeflow = Kubeflow(kfp_api.url)
+    uploaded, experiment = (
+        kubeflow.upload(cfg, "registry.example/warmstart:0.1.0", "warmstart-transfer"),
+        kubeflow.experiment("warmstart"),
+    )
+    for i in range(5):
+        kubeflow.run(cfg, uploaded, experiment, f"run {i}")
     oldest_first = sorted(kfp_api.runs.values(), key=lambda run: run.created_at)
     stages = [
         "ingest",
