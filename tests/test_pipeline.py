@@ -103,6 +103,7 @@ def test_compiled_pipeline_has_the_stages_the_skip_branch_the_seed_loop_and_the_
     passed = tasks["register-if-passed"]["inputs"]["parameters"]["passed"]
     assert passed["taskOutputParameter"] == {"producerTask": "gate", "outputParameterKey": "Output"}
     assert spec["root"]["inputDefinitions"]["parameters"]["force"]["defaultValue"] is False
+    assert tasks["ingest"]["inputs"]["parameters"]["force"] == {"componentInputParameter": "force"}
     assert (
         spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]["train"]["strategy"]
         == "full"
