@@ -23,8 +23,8 @@ from warmstart.report import HTML_FILE
 from warmstart.stage import ERROR_FILE_ENV, OUTCOME_FILE_ENV
 from warmstart.storage import s3_client, scheme_of
 
-# Lines of kfp.local's log worth showing a person: task starts and ends, training progress, errors.
-# A stage's own error line is left out: the CLI repeats it as its last line.
+# Lines of kfp.local's log worth showing a person: task starts and ends, why the run trains, training
+# progress. A stage's own error line, and a skip, are left out: the CLI's last line says them.
 PROGRESS_MARKERS = (
     "Executing task",
     "finished with status",
@@ -32,7 +32,6 @@ PROGRESS_MARKERS = (
     "screen: ",
     "training: ",
     "training (forced): ",
-    "skipped: ",
 )
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
