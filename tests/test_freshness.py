@@ -106,3 +106,29 @@ def test_a_stale_dataset_or_base_model_is_refused(tmp_path):
     # The digest covers every file, whatever order the manifest lists them in.
     reordered = {"files": dict(reversed(list(manifest["files"].items())))}
     assert model_fingerprint(reordered) == model_fingerprint(manifest)
+
+
+def test_the_console_shows_why_a_run_trains_once(tmp_path):
+    """kfp.local echoes ingest's stdout and then its outputs, which repeat the status: only the
+    first, and the task lines, reach the console; the log file keeps everything."""
+    import io
+
+    from warmstart.local_run import ProgressLog
+
+    console = io.StringIO()
+    progress = ProgressLog(tmp_path / "run.log", console, verbose=False)
+    status = "training (forced): data unchanged since version 1"
+    progress.write(
+        "13:52:38.1 - INFO - Executing task \x1b[96m'ingest'\x1b[0m\n"
+        f"    {status}\n"
+        f"    status: {{'train': True, 'status': '{status}', 'champion': 1.0}}\n"
+        f"                         metadata={{'train': True, 'status': '{status}'}} )\n"
+        "13:52:40.2 - INFO - Task 'ingest' finished with status SUCCESS\n"
+    )
+    progress.close()
+    assert console.getvalue().splitlines() == [
+        "Executing task 'ingest'",
+        status,
+        "Task 'ingest' finished with status SUCCESS",
+    ]
+    assert (tmp_path / "run.log").read_text().count(status) == 3

@@ -25,14 +25,10 @@ from warmstart.storage import s3_client, scheme_of
 
 # Lines of kfp.local's log worth showing a person: task starts and ends, why the run trains, training
 # progress. A stage's own error line, and a skip, are left out: the CLI's last line says them.
-PROGRESS_MARKERS = (
-    "Executing task",
-    "finished with status",
-    "finetune[",
-    "screen: ",
-    "training: ",
-    "training (forced): ",
-)
+PROGRESS_MARKERS = ("Executing task", "finished with status", "finetune[", "screen: ")
+# ingest's line saying why the run trains; matched at the start, as kfp.local also echoes it inside
+# its printout of ingest's outputs.
+PROGRESS_STARTS = ("training: ", "training (forced): ")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -52,7 +48,7 @@ class ProgressLog(io.TextIOBase):
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
             plain = ANSI.sub("", line).strip()
-            if any(marker in plain for marker in PROGRESS_MARKERS):
+            if any(marker in plain for marker in PROGRESS_MARKERS) or plain.startswith(PROGRESS_STARTS):
                 self._console.write(plain.split(" - INFO - ")[-1] + "\n")
         self._console.flush()
         return len(text)
