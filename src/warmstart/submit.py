@@ -34,7 +34,6 @@ TOKEN_ENV = "KF_PIPELINES_TOKEN"
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 SA_TOKEN_DEFAULT_PATH = "/var/run/secrets/kubeflow/pipelines/token"
 SA_NAMESPACE_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"  # kfp.Client reads it in a pod
-DEFAULT_EXPERIMENT = "warmstart"
 # KFP's cron (robfig/cron with seconds): second minute hour day-of-month month day-of-week.
 CRON_FIELDS = ("second", "minute", "hour", "day of month", "month", "day of week")
 CRON_FIELD = re.compile(
@@ -90,11 +89,15 @@ def _api_errors(host: str) -> Iterator[None]:
             f"Kubeflow Pipelines at {host} answered {err.status} {err.reason}: {detail}"
         ) from None
     except (urllib3.exceptions.HTTPError, OSError) as err:
-        reason = getattr(err, "reason", None) or err
-        raise KubeflowError(
-            f"cannot reach Kubeflow Pipelines at {host} ({type(reason).__name__}); check --host, e.g. "
-            f"`kubectl port-forward -n kubeflow svc/ml-pipeline 8888` and --host http://localhost:8888"
-        ) from None
+        raise _unreachable(host, err) from None
+
+
+def _unreachable(host: str, err: Exception) -> KubeflowError:
+    reason = getattr(err, "reason", None) or err
+    return KubeflowError(
+        f"cannot reach Kubeflow Pipelines at {host} ({type(reason).__name__}); check --host, e.g. "
+        f"`kubectl port-forward -n kubeflow svc/ml-pipeline 8888` and --host http://localhost:8888"
+    )
 
 
 def _message(body: Any) -> str:
@@ -155,11 +158,7 @@ def _probe(host: str, token: str | None, ca_cert: str | None) -> bool:
     try:
         response = pool.request("GET", url, headers=headers, timeout=15.0, retries=False, redirect=False)
     except urllib3.exceptions.HTTPError as err:
-        reason = getattr(err, "reason", None) or err
-        raise KubeflowError(
-            f"cannot reach Kubeflow Pipelines at {host} ({type(reason).__name__}); check --host, e.g. "
-            f"`kubectl port-forward -n kubeflow svc/ml-pipeline 8888` and --host http://localhost:8888"
-        ) from None
+        raise _unreachable(host, err) from None
     if response.status in (401, 403) or 300 <= response.status < 400:
         # A redirect here is a login page in front of the API.
         raise KubeflowError(
