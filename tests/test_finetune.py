@@ -41,11 +41,17 @@ def test_an_arm_writes_model_predictions_and_curve(prepared, init):
     assert len(curve) >= cfg.train.eval_points + 1
     expected_rate = cfg.train.learning_rate if init == "pretrained" else cfg.train.scratch_learning_rate
     assert summary["learning_rate"] == expected_rate
+    # Throughput once warmed up: the samples of the timed steps over their time, evaluations left out.
+    steps_timed = summary["steps"] - max(1, summary["steps"] // 10)
+    assert 0 < summary["train_samples_per_second"]
+    assert summary["train_samples_per_second"] * summary["train_seconds"] > steps_timed * cfg.train.batch_size
 
 
-def test_same_seed_same_model(prepared):
+def test_same_seed_same_model_whether_batches_are_collated_in_worker_processes(prepared, monkeypatch):
+    """On a GPU, data-loader processes pad the batches; that must not change what is learnt."""
     cfg, work = prepared
     first = finetune(cfg, "scratch", work / "data", work / "base", work / "a" / "model", work / "a" / "eval")
+    monkeypatch.setattr("warmstart.finetune.loader_workers", lambda cuda, cached_features: 2)
     second = finetune(cfg, "scratch", work / "data", work / "base", work / "b" / "model", work / "b" / "eval")
     assert first["model_sha256"] == second["model_sha256"]
     assert first["learning_curve"] == second["learning_curve"]

@@ -90,6 +90,17 @@ def predict_probabilities(model, inputs: Inputs, dataset, batch_size: int) -> np
     return probabilities
 
 
+def loader_workers(cuda: bool, cached_features: bool) -> int:
+    """Data-loader processes that collate text batches or decode images while the model trains.
+
+    On a GPU the main process would otherwise pad each batch (or decode its images) while the GPU
+    waits: on an H200, BERT-base at batch 256 trained at 2,641 samples/s with batches collated in the
+    main process against 4,026 for the bare model loop (bench/gpu_throughput.py). On a CPU the
+    workers would take cores from training, and cached features need no collating.
+    """
+    return 4 if cuda and not cached_features else 0
+
+
 def _evaluated_at(log_history: list[dict[str, Any]], step: int) -> bool:
     return any("eval_accuracy" in entry and entry["step"] == step for entry in log_history)
 
@@ -165,6 +176,52 @@ def _cached(model, inputs: Inputs, dataset, batch_size: int):
             **inputs.cache_columns(dataset),
         }
     ).with_format("numpy")
+
+
+def throughput_meter(samples_per_step: int, total_steps: int) -> Any:
+    """A Trainer callback that measures training throughput once warmed up.
+
+    It times the optimizer steps after the first tenth of the budget (so torch.compile, the CUDA
+    allocator and the data loader's start are left out), less the time spent evaluating, and reports
+    samples per second in `.samples_per_second` (None when too few steps ran). The device is
+    synchronised only at the two ends of that window, so the measurement does not slow training.
+    Checkpoint writes inside the window count: they are part of what a run costs. Every step counts
+    as `samples_per_step` samples (an epoch's last, smaller batch as a full one).
+    """
+    import torch
+    from transformers import TrainerCallback
+
+    class Throughput(TrainerCallback):
+        def __init__(self) -> None:
+            self.warm_step = max(1, total_steps // 10)
+            self.started: float | None = None
+            self.evaluating = 0.0
+            self.samples_per_second: float | None = None
+            self.steps = 0
+            self.seconds = 0.0
+
+        @staticmethod
+        def _now() -> float:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.synchronize()
+            return time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == self.warm_step:
+                self.started, self.evaluating = self._now(), 0.0
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if self.started is not None:
+                self.evaluating += (metrics or {}).get("eval_runtime", 0.0)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.started is None or state.global_step <= self.warm_step:
+                return
+            self.steps = state.global_step - self.warm_step
+            self.seconds = self._now() - self.started - self.evaluating
+            self.samples_per_second = self.steps * samples_per_step / self.seconds
+
+    return Throughput()
 
 
 def _trainer_class():
@@ -302,6 +359,10 @@ def _train(
     eval_batch_size = max(64, train_cfg.batch_size)
     checkpoints = _checkpoints(cfg, init, card, base_model_dir)
     resume = _resume_point(checkpoints, trainer_dir)
+    workers = loader_workers(cuda, cache)
+    if workers and inputs.modality == "text":
+        # The tokenizer ran threaded above; forked workers only pad, and say so rather than warn.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = TrainingArguments(
         output_dir=str(trainer_dir),
         per_device_train_batch_size=train_cfg.batch_size,
@@ -332,8 +393,7 @@ def _train(
         train_sampling_strategy=inputs.sampling,
         remove_unused_columns=inputs.remove_unused_columns,
         disable_tqdm=not sys.stderr.isatty() or rank != 0,
-        # Decoding images keeps a GPU waiting unless other processes do it; on CPU they would compete.
-        dataloader_num_workers=4 if cuda and inputs.modality == "image" and not cache else 0,
+        dataloader_num_workers=workers,
         dataloader_pin_memory=cuda,
         use_cpu=not cuda,
         ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
@@ -387,7 +447,10 @@ def _train(
             if checkpoints and state.is_world_process_zero:
                 checkpoints.save(trainer_dir / f"checkpoint-{state.global_step}", state.global_step)
 
-    callbacks: list[Any] = [Progress()]
+    throughput = throughput_meter(
+        train_cfg.batch_size * world * train_cfg.gradient_accumulation_steps, total_steps
+    )
+    callbacks: list[Any] = [Progress(), throughput]
     if train_cfg.early_stopping_patience:
         callbacks.append(
             EarlyStoppingCallback(train_cfg.early_stopping_patience, train_cfg.early_stopping_threshold)
@@ -446,6 +509,7 @@ def _train(
         "cached_features": cache,
         "precision": precision,
         "processes": world,
+        "dataloader_workers": workers,
         "trainable_parameters": trainable,
         "total_parameters": total,
         "train_rows": len(train),
@@ -461,6 +525,10 @@ def _train(
         "batch_size": train_cfg.batch_size,
         "seed": train_cfg.seed,
         "train_seconds": round(train_seconds, 2),
+        # Samples per second after warm-up, evaluations left out (see throughput_meter).
+        "train_samples_per_second": round(throughput.samples_per_second, 2)
+        if throughput.samples_per_second
+        else None,
         "test_metrics": test_metrics,
         "learning_curve": curve,
         "label_names": label_names,
