@@ -33,6 +33,7 @@ class Setup:
 
 GLUE_STYLE = Setup("hf_glue_style", pad_to_max_length=True, group_by_length=False)
 TUNED = Setup("hf_tuned", pad_to_max_length=False, group_by_length=True)
+TUNED_BF16 = Setup("hf_tuned_bf16", pad_to_max_length=False, group_by_length=True, bf16=True)
 
 
 def train_and_test(

@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -121,9 +122,19 @@ def test_bf16_autocast_trains_on_cpu(prepared):
 
 
 def test_precision_follows_the_device():
-    assert resolve_precision("auto", cuda=False, cuda_bf16=False) == "fp32"
-    assert resolve_precision("auto", cuda=True, cuda_bf16=True) == "bf16"
-    assert resolve_precision("auto", cuda=True, cuda_bf16=False) == "fp16"
-    assert resolve_precision("bf16", cuda=False, cuda_bf16=False) == "bf16"
+    assert resolve_precision("auto", cuda=False, bf16_native=False) == "fp32"
+    assert resolve_precision("auto", cuda=False, bf16_native=True) == "bf16"  # AVX-512 BF16 or AMX
+    assert resolve_precision("auto", cuda=True, bf16_native=True) == "bf16"
+    assert resolve_precision("auto", cuda=True, bf16_native=False) == "fp16"
+    assert resolve_precision("bf16", cuda=False, bf16_native=False) == "bf16"
+    assert resolve_precision("fp32", cuda=True, bf16_native=True) == "fp32"
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
-        resolve_precision("fp16", cuda=False, cuda_bf16=False)
+        resolve_precision("fp16", cuda=False, bf16_native=False)
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the Linux CPU flags")
+def test_bf16_counts_as_native_exactly_where_the_processor_has_bf16_instructions():
+    from warmstart.finetune import native_bf16
+
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    assert native_bf16(cuda=False) == bool(flags & {"avx512_bf16", "amx_tile"})

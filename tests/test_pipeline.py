@@ -257,6 +257,9 @@ def tiny_run_config(tmp_path, model, **gate):
                     "learning_rate": 1e-3,
                     "scratch_learning_rate": 1e-3,
                     "eval_points": 2,
+                    # The same trajectory on every processor (auto is bf16 on one with bf16 instructions):
+                    # the champion test's deliberately worse challenger depends on it.
+                    "precision": "fp32",
                 },
                 "gate": {"bootstrap_samples": 2000, **gate},
                 "registry": {"name": "tiny-reviews"},

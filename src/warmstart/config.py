@@ -161,8 +161,9 @@ class TrainConfig(_Section):
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
-        description="Autocast precision of training. auto: bf16 on a GPU that supports it, fp16 on an older "
-        "GPU, fp32 on CPU (bf16 autocast was slower there when measured; see the README).",
+        description="Autocast precision of training. auto: bf16 where the hardware computes it natively (a recent "
+        "GPU, or a CPU with AVX-512 BF16 or AMX), else fp16 on a GPU and fp32 on a CPU (emulated bf16 is far "
+        "slower than fp32; see the README).",
     )
     compile: bool = Field(False, description="Compile the model with torch.compile before training.")
     early_stopping_patience: int = Field(

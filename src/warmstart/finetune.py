@@ -65,13 +65,15 @@ def build_model_from_dir(model_dir: Path, modality: str, max_length: int):
     return model, inputs
 
 
-def _forward_batches(model, inputs: Inputs, dataset, batch_size: int):
-    """Run `model` over an encoded dataset; yields each batch's row indices and output."""
+def _forward_batches(model, inputs: Inputs, dataset, batch_size: int, precision: str = "fp32"):
+    """Run `model` over an encoded dataset (under `precision` autocast); yields each batch's row indices
+    and output."""
     import torch
 
     device = next(model.parameters()).device
     model.eval()
-    with torch.inference_mode():
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         for rows, batch in inputs.batches(dataset, batch_size):
             yield rows, model(**{k: v.to(device) for k, v in batch.items()})
 
@@ -105,10 +107,26 @@ def _evaluated_at(log_history: list[dict[str, Any]], step: int) -> bool:
     return any("eval_accuracy" in entry and entry["step"] == step for entry in log_history)
 
 
-def resolve_precision(precision: str, cuda: bool, cuda_bf16: bool) -> str:
-    """fp32, bf16 or fp16 for `train.precision` on this machine (auto: bf16 or fp16 on CUDA, fp32 on CPU)."""
+def native_bf16(cuda: bool) -> bool:
+    """Whether this machine computes in bf16 natively: a GPU that supports it, or a CPU with AVX-512 BF16
+    or AMX instructions (without them, CPU bf16 is emulated and far slower than fp32)."""
+    import torch
+
+    if cuda:
+        return torch.cuda.is_bf16_supported()
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu, torch >= 2.1
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(precision: str, cuda: bool, bf16_native: bool) -> str:
+    """fp32, bf16 or fp16 for `train.precision` on this machine.
+
+    auto: bf16 where the hardware computes it natively; otherwise fp16 on a GPU and fp32 on a CPU.
+    """
     if precision == "auto":
-        return ("bf16" if cuda_bf16 else "fp16") if cuda else "fp32"
+        if bf16_native:
+            return "bf16"
+        return "fp16" if cuda else "fp32"
     if precision == "fp16" and not cuda:
         raise ConfigError("train.precision fp16 needs a CUDA GPU and this machine has none; use auto or bf16")
     return precision
@@ -127,8 +145,9 @@ def _checkpoints(cfg: Config, init: Init, card: dict[str, Any], base_model_dir: 
     return Checkpoints(root, run, cfg.train.checkpoint_keep)
 
 
-def encoder_features(model, inputs: Inputs, dataset, batch_size: int) -> np.ndarray:
-    """The input of the final classification layer for every row, from one pass of the frozen network."""
+def encoder_features(model, inputs: Inputs, dataset, batch_size: int, precision: str = "fp32") -> np.ndarray:
+    """The input of the final classification layer for every row, from one pass of the frozen network
+    (in the autocast `precision` training uses, so the layer sees what it would see uncached)."""
     import torch
 
     layer = classification_layer(model)
@@ -136,7 +155,7 @@ def encoder_features(model, inputs: Inputs, dataset, batch_size: int) -> np.ndar
     hook = layer.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].detach()))
     features = np.empty((len(dataset), layer.in_features), dtype=np.float32)
     try:
-        for rows, _ in _forward_batches(model, inputs, dataset, batch_size):
+        for rows, _ in _forward_batches(model, inputs, dataset, batch_size, precision):
             features[rows] = captured.pop().float().cpu().numpy()
     finally:
         hook.remove()
@@ -164,14 +183,14 @@ def layer_on_features(layer):
     return LayerOnFeatures()
 
 
-def _cached(model, inputs: Inputs, dataset, batch_size: int):
+def _cached(model, inputs: Inputs, dataset, batch_size: int, precision: str):
     """`dataset` with its inputs replaced by the frozen network's features."""
     from datasets import Dataset
 
     labels = dataset.with_format(None)["label"]
     return Dataset.from_dict(
         {
-            "features": encoder_features(model, inputs, dataset, batch_size),
+            "features": encoder_features(model, inputs, dataset, batch_size, precision),
             "label": labels,
             **inputs.cache_columns(dataset),
         }
@@ -334,7 +353,7 @@ def _train(
     train_cfg = cfg.train
     rank, world = _world()
     cuda = torch.cuda.is_available()
-    precision = resolve_precision(train_cfg.precision, cuda, cuda and torch.cuda.is_bf16_supported())
+    precision = resolve_precision(train_cfg.precision, cuda, native_bf16(cuda))
     strategy = train_cfg.strategy if init == "pretrained" else "full"
     cache = strategy == "feature_extraction" and train_cfg.cache_features
 
@@ -410,8 +429,8 @@ def _train(
     classes = len(label_names)
     started = time.perf_counter()
     if cache:
-        train = _cached(model, inputs, train, eval_batch_size)
-        validation = _cached(model, inputs, validation, eval_batch_size)
+        train = _cached(model, inputs, train, eval_batch_size, precision)
+        validation = _cached(model, inputs, validation, eval_batch_size, precision)
         trained, collator = layer_on_features(classification_layer(model)), default_data_collator
     else:
         trained, collator = model, inputs.collator()
@@ -470,8 +489,10 @@ def _train(
         processing_class=None if cache else inputs.processor,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
-        # The strategy's parameter groups; the Trainer adds the warmup and decay schedule.
-        optimizers=(torch.optim.AdamW(parameter_groups, lr=learning_rate, fused=cuda), None),
+        # The strategy's parameter groups; the Trainer adds the warmup and decay schedule. Fused AdamW
+        # (one kernel over all parameters) on CPU too: its step took 4 to 6× less time than the per-tensor
+        # loop on MiniLM on the 2-core CPU.
+        optimizers=(torch.optim.AdamW(parameter_groups, lr=learning_rate, fused=True), None),
     )
     trainer.remove_callback(PrinterCallback)  # Progress reports; raw log dicts are noise
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
