@@ -48,9 +48,10 @@ def noop_component_seconds(work: Path, repeats: int = 3) -> list[float]:
     """Wall time of a component that does nothing, through kfp.local's SubprocessRunner."""
     from kfp import dsl, local
 
-    @dsl.component
-    def nothing() -> str:
-        return ""
+    # No annotations: this module's `from __future__ import annotations` would hide them from kfp.
+    @dsl.component(base_image="python:3.11")
+    def nothing():
+        pass
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "noop"))
     times = []
@@ -76,7 +77,7 @@ def main() -> None:
         arms = {}
         for path in (work / "warmstart-work" / "runs").rglob("summary.json"):
             arm = json.loads(path.read_text())
-            if "init" in arm:
+            if "init" in arm and "train_seconds" in arm:  # a finetune evaluation, not the champion's
                 arms[arm["init"]] = {
                     k: arm[k] for k in ("precision", "train_seconds", "train_samples_per_second", "steps")
                 }
