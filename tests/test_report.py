@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -151,6 +152,20 @@ def test_warmstart_report_opens_the_latest_report_of_a_work_directory(report_dir
     result = run_warmstart("report", str(work))
     assert result.returncode == 0, result.stderr
     assert opened.read_text().strip() == (report_dir / HTML_FILE).resolve().as_uri()
+
+    # A skipped run's summary names no report: the newest one under runs/ opens.
+    for age, run in ((100, "older"), (0, "newer")):
+        target = work / "runs" / run / "gate" / "result" / HTML_FILE
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(report_dir / HTML_FILE, target)
+        os.utime(target, (target.stat().st_mtime - age,) * 2)
+    (work / "summary.json").write_text(json.dumps({"verdict": "skipped", "report": None}))
+    result = run_warmstart("report", str(work))
+    assert result.returncode == 0, result.stderr
+    assert (
+        opened.read_text().strip()
+        == (work / "runs" / "newer" / "gate" / "result" / HTML_FILE).resolve().as_uri()
+    )
 
     missing = run_warmstart("report", str(tmp_path / "nowhere"))
     assert missing.returncode == 1

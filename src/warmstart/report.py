@@ -344,7 +344,8 @@ def write_report(
 
 def find_report(path: str | Path) -> Path:
     """The report at `path`: the file itself, the one in a gate output directory, or the latest run's
-    in a `warmstart run` work directory (named in its summary.json)."""
+    in a `warmstart run` work directory (named in its summary.json; after a skipped run, which has
+    none, the newest report under its runs/)."""
     import json
 
     path = Path(path)
@@ -357,6 +358,9 @@ def find_report(path: str | Path) -> Path:
         named = json.loads(summary.read_text()).get("report")
         if named and Path(named).is_file():
             return Path(named)
+    earlier = sorted(path.glob(f"runs/**/{HTML_FILE}"), key=lambda report: report.stat().st_mtime)
+    if earlier:
+        return earlier[-1]
     raise WarmstartError(
         f"no gate report at {path}; pass a report.html, a gate output directory, or the work directory of "
         f"`warmstart run` (default warmstart-work)"
