@@ -41,4 +41,7 @@ def finetune(
         )
     for name, value in summary["test_metrics"].items():
         metrics.log_metric(f"test_{name}", value)
+    for name in ("train_seconds", "train_samples_per_second"):  # what the arm cost, in the KFP UI
+        if summary.get(name) is not None:
+            metrics.log_metric(name, summary[name])
     model.metadata.update({"init": init, "seed": int(seed), "sha256": summary["model_sha256"]})

@@ -312,6 +312,8 @@ def test_run_registers_a_model_that_transfers_then_skips_when_nothing_changed(
     assert registry.metadata("tiny-reviews", 1)["gate"]["seeds"]["chosen"] == chosen
     assert "positive transfer" in result.stdout
     assert "registered tiny-reviews version 1" in result.stdout
+    # Each arm's cost is among its KFP Metrics (kfp.local's log prints them): 2 seeds × 2 arms.
+    assert Path(summary["log"]).read_text().count("'train_samples_per_second':") == 4
 
     again = run_warmstart(*args)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -97,8 +97,9 @@ def loader_workers(cuda: bool, cached_features: bool) -> int:
 
     On a GPU the main process would otherwise pad each batch (or decode its images) while the GPU
     waits: on an H200, BERT-base at batch 256 trained at 2,641 samples/s with batches collated in the
-    main process against 4,026 for the bare model loop (bench/gpu_throughput.py). On a CPU the
-    workers would take cores from training, and cached features need no collating.
+    main process and at 3,665 with these 4 processes (the bare model loop: 4,099; see
+    bench/gpu_throughput.py). On a CPU the workers would take cores from training, and cached
+    features need no collating.
     """
     return 4 if cuda and not cached_features else 0
 
