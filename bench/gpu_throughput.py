@@ -203,12 +203,9 @@ def main() -> None:
         work = Path(work_dir)
         tokenizer = AutoTokenizer.from_pretrained(resolve_local(TOKENIZER, "tokenizer"))
         train_csv, test_csv = write_data(work, tokenizer, 512 if smoke else 32_768)
-        lengths = [
-            len(ids)
-            for ids in tokenizer(
-                [r[0] for r in list(csv.reader(open(test_csv)))[1:]], truncation=True, max_length=SEQUENCE
-            )["input_ids"]
-        ]
+        with open(test_csv, encoding="utf-8") as handle:
+            texts = [row["text"] for row in csv.DictReader(handle)]
+        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=SEQUENCE)["input_ids"]]
         assert min(lengths) == SEQUENCE, f"rows shorter than {SEQUENCE} tokens: {min(lengths)}"
         base = work / "bert-base-random"
         torch.manual_seed(0)
@@ -240,7 +237,8 @@ def main() -> None:
             """Steps within one epoch: a smaller last batch would make torch.compile recompile mid-run."""
             return min(steps, train_count // batch_size)
 
-        rows = list(csv.DictReader(open(train_csv, encoding="utf-8")))
+        with open(train_csv, encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
         train_rows = {"text": [r["text"] for r in rows], "label": [int(r["label"] == "b") for r in rows]}
 
         def warmstart(batch_size: int, compile_model: bool = False):
