@@ -32,6 +32,7 @@ import time
 import traceback
 from pathlib import Path
 
+from hf_baseline import HF_DEFAULTS, TUNED_BF16, train_and_test
 from machine import describe
 
 from warmstart.config import Config
@@ -271,8 +272,6 @@ def main() -> None:
             return run
 
         def hf(setup, batch_size: int, hf_steps: int):
-            from hf_baseline import train_and_test
-
             def run() -> dict:
                 torch.manual_seed(0)
                 model = BertForSequenceClassification(config)
@@ -291,15 +290,9 @@ def main() -> None:
 
             return run
 
-        from hf_baseline import Setup
-
-        defaults = Setup("hf_defaults", pad_to_max_length=True, group_by_length=False, trainer_defaults=True)
-        tuned = Setup(
-            "hf_tuned_bf16", pad_to_max_length=False, group_by_length=True, bf16=torch.cuda.is_available()
-        )
         record(f"warmstart batch {main_batch}", warmstart(main_batch))
-        record("hf_defaults (fp32, batch 8)", hf(defaults, 8, steps * 2))
-        record(f"hf_tuned_bf16 batch {main_batch}", hf(tuned, main_batch, budget(main_batch)))
+        record("hf_defaults (fp32, batch 8)", hf(HF_DEFAULTS, 8, steps * 2))
+        record(f"hf_tuned_bf16 batch {main_batch}", hf(TUNED_BF16, main_batch, budget(main_batch)))
         for batch_size in batches:
             if batch_size != main_batch:
                 record(f"warmstart batch {batch_size}", warmstart(batch_size))

@@ -1,8 +1,9 @@
 """The Hugging Face Trainer setups a user would write instead of warmstart, for the benchmarks.
 
-`glue_style` is what one copies from transformers' `run_glue.py` example: every text padded to the
-maximum length (its `pad_to_max_length` default), the stock Trainer, fp32. `tuned` is the same Trainer
-as an experienced user sets it up: dynamic padding and length-grouped batches (and bf16 on a GPU).
+`GLUE_STYLE` is what one copies from transformers' `run_glue.py` example: every text padded to the
+maximum length (its `pad_to_max_length` default), the stock Trainer, fp32. `HF_DEFAULTS` is the same
+with TrainingArguments' own batch size, learning rate and schedule. `TUNED` is the Trainer as an
+experienced user sets it up: dynamic padding and length-grouped batches; `TUNED_BF16` adds bf16 autocast.
 Both report the same throughput measurement as warmstart's finetune (`throughput_meter`: samples per
 second after the first tenth of the steps, evaluations left out) and the test accuracy.
 """
@@ -26,12 +27,12 @@ class Setup:
     pad_to_max_length: bool
     group_by_length: bool
     bf16: bool = False
-    trainer_defaults: bool = (
-        False  # leave the optimizer, schedule and batch size at TrainingArguments' defaults
-    )
+    # Leave the batch size, learning rate and schedule at TrainingArguments' defaults.
+    trainer_defaults: bool = False
 
 
 GLUE_STYLE = Setup("hf_glue_style", pad_to_max_length=True, group_by_length=False)
+HF_DEFAULTS = Setup("hf_defaults", pad_to_max_length=True, group_by_length=False, trainer_defaults=True)
 TUNED = Setup("hf_tuned", pad_to_max_length=False, group_by_length=True)
 TUNED_BF16 = Setup("hf_tuned_bf16", pad_to_max_length=False, group_by_length=True, bf16=True)
 

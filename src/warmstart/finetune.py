@@ -217,8 +217,6 @@ def throughput_meter(samples_per_step: int, total_steps: int) -> Any:
             self.started: float | None = None
             self.evaluating = 0.0
             self.samples_per_second: float | None = None
-            self.steps = 0
-            self.seconds = 0.0
 
         @staticmethod
         def _now() -> float:
@@ -237,9 +235,8 @@ def throughput_meter(samples_per_step: int, total_steps: int) -> Any:
         def on_train_end(self, args, state, control, **kwargs):
             if self.started is None or state.global_step <= self.warm_step:
                 return
-            self.steps = state.global_step - self.warm_step
-            self.seconds = self._now() - self.started - self.evaluating
-            self.samples_per_second = self.steps * samples_per_step / self.seconds
+            seconds = self._now() - self.started - self.evaluating
+            self.samples_per_second = (state.global_step - self.warm_step) * samples_per_step / seconds
 
     return Throughput()
 
