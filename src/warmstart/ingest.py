@@ -15,11 +15,12 @@ import hashlib
 import io
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -42,6 +43,8 @@ FORMATS_BY_SUFFIX = {
     ".pq": "parquet",
 }
 CARD_FILE = "data_card.json"
+SLICE_ROWS = 65_536
+LARGE_EMPTY_AND_LF = (pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string()))
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -58,9 +61,9 @@ def detect_format(path: Path, requested: str, uri: str) -> str:
     return fmt
 
 
-def read_table(uri: str, cfg: DataConfig, what: str) -> tuple[pd.DataFrame, str]:
-    """Read `uri` into a frame with columns key and label (str), plus image, name, width, height and
-    image_format for images; the format read comes back too.
+def read_table(uri: str, cfg: DataConfig, what: str) -> tuple[pa.Table, str]:
+    """Read `uri` into an Arrow table with columns key and label (str), plus image, name, readable,
+    width, height and image_format for images; the format read comes back too.
 
     A directory (or an s3:// prefix) is an image folder. Remote files (s3://, http(s)://) are
     downloaded to a temporary directory first and removed after.
@@ -78,7 +81,7 @@ def read_table(uri: str, cfg: DataConfig, what: str) -> tuple[pd.DataFrame, str]
         return _read_local_table(path, uri, cfg, what, Path(scratch))
 
 
-def _read_image_folder(root: Path, uri: str, what: str) -> pd.DataFrame:
+def _read_image_folder(root: Path, uri: str, what: str) -> pa.Table:
     """One class per subfolder, images anywhere below it; other files are ignored."""
     classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     stray = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -107,20 +110,22 @@ def _read_image_folder(root: Path, uri: str, what: str) -> pd.DataFrame:
     return _image_frame(names, images, labels)
 
 
-def _image_frame(names: list[str], images: list[bytes | None], labels: list[Any]) -> pd.DataFrame:
+def _image_frame(names: list[str], images: list[bytes | None], labels: list[Any]) -> pa.Table:
     """Images keyed by the sha256 of their bytes, with size and format read from their headers;
     an image that cannot be decoded keeps no key (it is dropped and counted as unreadable)."""
     info = [_image_info(data) for data in images]
-    return pd.DataFrame(
+    return pa.table(
         {
-            "key": [hashlib.sha256(data).hexdigest() if data else "" for data in images],
-            "label": pd.Series(labels, dtype=object).map(lambda v: "" if v is None else str(v).strip()),
-            "image": images,
-            "name": names,
-            "readable": [i is not None for i in info],
-            "width": [i[1] if i else 0 for i in info],
-            "height": [i[2] if i else 0 for i in info],
-            "image_format": [i[0] if i else "" for i in info],
+            "key": pa.array(
+                [hashlib.sha256(data).hexdigest() if data else "" for data in images], pa.string()
+            ),
+            "label": pa.array(["" if v is None else str(v).strip() for v in labels], pa.string()),
+            "image": pa.array(images, pa.binary()),
+            "name": pa.array(names, pa.string()),
+            "readable": pa.array([i is not None for i in info], pa.bool_()),
+            "width": pa.array([i[1] if i else 0 for i in info], pa.int64()),
+            "height": pa.array([i[2] if i else 0 for i in info], pa.int64()),
+            "image_format": pa.array([i[0] if i else "" for i in info], pa.string()),
         }
     )
 
@@ -195,35 +200,16 @@ def _read_image_file(value: str, base: str, uri: str, what: str, row: int, scrat
 
 def _read_local_table(
     path: Path, uri: str, cfg: DataConfig, what: str, scratch: Path
-) -> tuple[pd.DataFrame, str]:
+) -> tuple[pa.Table, str]:
     fmt = detect_format(path, cfg.format, uri)
     if path.stat().st_size == 0:
         raise DataError(f"{what} '{uri}' is an empty file; it needs a header and labelled rows")
-    try:
-        if fmt in ("csv", "tsv"):
-            table = pacsv.read_csv(
-                path,
-                parse_options=pacsv.ParseOptions(
-                    delimiter="\t" if fmt == "tsv" else ",",
-                    quote_char=False if fmt == "tsv" else '"',
-                    newlines_in_values=fmt == "csv",
-                ),
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=False),
-            )
-        elif fmt == "jsonl":
-            table = pajson.read_json(path)
-        else:
-            table = pq.read_table(path)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
-        reason = str(err).splitlines()[0]
-        raise DataError(
-            f"{what} '{uri}' could not be read as {fmt}: {reason}; "
-            f"check the file, or set data.format if it is not {fmt}"
-        ) from None
     content_column = cfg.image_column or cfg.text_column
-    missing = [c for c in (content_column, cfg.label_column) if c not in table.column_names]
+    with _unreadable_as_data_error(what, uri, fmt):
+        schema, batches = _open_batches(path, fmt, (content_column, cfg.label_column))
+    header = schema.names
+    missing = [c for c in (content_column, cfg.label_column) if c not in header]
     if missing:
-        header = table.column_names
         for separator, other in (("\t", "tsv"), (",", "csv"), (";", "csv")):
             if fmt != other and len(header) == 1 and separator in header[0]:
                 raise DataError(
@@ -245,19 +231,70 @@ def _read_local_table(
             f"set {', '.join(keys[m] for m in missing)} to one of them"
             + ("" if cfg.image_column else " (for images, set data.image_column instead)")
         )
-    if table.num_rows == 0:
+    # Batch by batch, so the raw text and its normalised form are never both held whole.
+    contents, labels = [], []
+    with _unreadable_as_data_error(what, uri, fmt):
+        for batch in batches:
+            content = batch.column(content_column)
+            contents.append(content if cfg.image_column else _normalize_text(content))
+            labels.append(pc.utf8_trim_whitespace(pc.cast(batch.column(cfg.label_column), pa.string())))
+    if not contents or sum(len(c) for c in contents) == 0:
         raise DataError(f"{what} '{uri}' has a header but no rows; it needs labelled examples")
-    label = pc.utf8_trim_whitespace(pc.cast(table.column(cfg.label_column), pa.string()))
+    label = pa.chunked_array(labels, pa.string())
     if cfg.image_column:
         remote = scheme_of(uri) in ("s3", "http", "https")
         base = uri.rsplit("/", 1)[0] if remote else str(path.parent)
-        names, images = _images_from_column(table.column(cfg.image_column), base, uri, what, scratch)
+        column = pa.chunked_array(contents, schema.field(content_column).type)
+        names, images = _images_from_column(column, base, uri, what, scratch)
         return _image_frame(names, images, label.to_pylist()), fmt
-    text = _normalize_text(table.column(cfg.text_column))
-    return pd.DataFrame({"key": text.to_pandas(), "label": label.to_pandas()}), fmt
+    return pa.table({"key": pa.chunked_array(contents, pa.string()), "label": label}), fmt
 
 
-def _normalize_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+BATCH_ROWS = 65_536
+
+
+def _open_batches(
+    path: Path, fmt: str, columns: tuple[str, str]
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The file's columns, and its rows as record batches read as they are consumed (CSV, TSV and
+    Parquet stream; JSON Lines is read whole). CSV's text and label columns are read as strings, so
+    a label column of digits keeps the labels as written."""
+    if fmt in ("csv", "tsv"):
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=8 << 20),
+            parse_options=pacsv.ParseOptions(
+                delimiter="\t" if fmt == "tsv" else ",",
+                quote_char=False if fmt == "tsv" else '"',
+                newlines_in_values=fmt == "csv",
+            ),
+            convert_options=pacsv.ConvertOptions(
+                strings_can_be_null=False, column_types={name: pa.string() for name in columns}
+            ),
+        )
+        return reader.schema, iter(reader)
+    if fmt == "jsonl":
+        table = pajson.read_json(path)
+        return table.schema, iter(table.to_batches(BATCH_ROWS))
+    parquet = pq.ParquetFile(path)
+    schema = parquet.schema_arrow
+    present = [name for name in columns if name in schema.names]
+    return schema, parquet.iter_batches(BATCH_ROWS, columns=present)
+
+
+@contextmanager
+def _unreadable_as_data_error(what: str, uri: str, fmt: str) -> Iterator[None]:
+    try:
+        yield
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
+        reason = str(err).splitlines()[0]
+        raise DataError(
+            f"{what} '{uri}' could not be read as {fmt}: {reason}; "
+            f"check the file, or set data.format if it is not {fmt}"
+        ) from None
+
+
+def _normalize_text(column: pa.Array) -> pa.Array:
     """NFC, whitespace collapsed to single spaces, trimmed: the form duplicates and leakage are judged on."""
     text = pc.cast(column, pa.string())
     text = pc.utf8_normalize(text, "NFC")
@@ -265,35 +302,59 @@ def _normalize_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.utf8_trim_whitespace(text)
 
 
-def _clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """`frame` without empty rows, unreadable images and exact duplicates (same key and label)."""
-    keep = frame["key"].notna() & (frame["key"] != "") & frame["label"].notna() & (frame["label"] != "")
-    empty = int((~keep).sum())
-    frame = frame[keep]
-    unreadable = 0
-    if "readable" in frame:
-        unreadable = int((~frame["readable"]).sum())
-        frame = frame[frame["readable"]]
-    deduped = frame.drop_duplicates(subset=["key", "label"]).reset_index(drop=True)
-    return deduped, {"empty": empty, "unreadable": unreadable, "duplicates": len(frame) - len(deduped)}
+def _clean(table: pa.Table) -> tuple[pa.Table, np.ndarray, dict[str, int]]:
+    """`table` without empty rows, unreadable images and exact duplicates (same key and label; the
+    first of each is kept, in the original order), and each kept row's key as an integer code
+    (equal codes, equal keys)."""
+    present = pc.and_(_present(table["key"]), _present(table["label"]))
+    keep = pc.and_(present, table["readable"]) if "readable" in table.column_names else present
+    empty = table.num_rows - _count(present)
+    unreadable = _count(present) - _count(keep)
+    if empty or unreadable:
+        table = table.filter(keep)
+    keys, labels = _codes(table["key"]), _codes(table["label"])
+    _, first = np.unique(keys * (int(labels.max(initial=0)) + 1) + labels, return_index=True)
+    first.sort()
+    removed = {"empty": empty, "unreadable": unreadable, "duplicates": table.num_rows - len(first)}
+    return (table if len(first) == table.num_rows else table.take(first)), keys[first], removed
 
 
-def _drop_leaked(frame: pd.DataFrame, seen: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """`frame` without the rows whose key is also in `seen` (Arrow's hash lookup: pandas' isin on
-    Arrow strings goes through Python objects, 10× slower at a million rows)."""
-    keys = pa.Array.from_pandas(frame["key"]).cast(pa.string())
-    leaked = pc.is_in(keys, value_set=pa.Array.from_pandas(seen["key"]).cast(pa.string()))
-    mask = leaked.to_numpy(zero_copy_only=False)
-    return frame[~mask].reset_index(drop=True), int(mask.sum())
+def _codes(column: pa.ChunkedArray) -> np.ndarray:
+    """Each value as an int64 code, equal codes for equal values (Arrow's hash dictionary; a hash
+    table over the values themselves, or sorting them, costs far more at a million rows)."""
+    chunks = pc.dictionary_encode(column).chunks  # one dictionary across the chunks: codes agree
+    return np.concatenate([np.zeros(0, np.int64), *(chunk.indices.to_numpy() for chunk in chunks)]).astype(
+        np.int64
+    )
+
+
+def _count(mask: pa.ChunkedArray) -> int:
+    return int(pc.sum(mask).as_py() or 0)
+
+
+def _present(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a value is neither null nor empty."""
+    return pc.fill_null(pc.not_equal(column, ""), False)
+
+
+def _unseen(keys: np.ndarray, rows: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """`rows` without those whose key (a code in `keys`) is also the key of one of the rows `seen`."""
+    known = np.zeros(int(keys.max(initial=-1)) + 1, dtype=bool)
+    known[keys[seen]] = True
+    return rows[~known[keys[rows]]]
 
 
 def stratified_split(
-    frame: pd.DataFrame, fraction: float, seed: int, what: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out `fraction` of every class (at least one row each), with a seeded permutation."""
+    labels: pa.ChunkedArray, fraction: float, seed: int, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices holding out `fraction` of every class (at least one row each), with a seeded
+    permutation: the rest, shuffled, and the held-out rows, in order."""
     rng = np.random.default_rng(seed)
+    codes = pc.dictionary_encode(labels.combine_chunks())
+    indices = codes.indices.to_numpy(zero_copy_only=False)
     held: list[np.ndarray] = []
-    for label, rows in frame.groupby("label", sort=True).indices.items():
+    for code, label in sorted(enumerate(codes.dictionary.to_pylist()), key=lambda item: item[1]):
+        rows = np.flatnonzero(indices == code)
         if len(rows) < 2:
             raise DataError(
                 f"{what}: class '{label}' has only {len(rows)} row; every class needs at least 2 rows "
@@ -301,30 +362,35 @@ def stratified_split(
             )
         count = min(len(rows) - 1, max(1, round(len(rows) * fraction)))
         held.append(rng.permutation(rows)[:count])
-    held_idx = np.sort(np.concatenate(held))
-    mask = np.zeros(len(frame), dtype=bool)
-    mask[held_idx] = True
-    rest = frame[~mask].sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    return rest, frame[mask].reset_index(drop=True)
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[np.concatenate(held)] = True
+    rest = np.flatnonzero(~mask)
+    return rest[np.random.RandomState(seed).choice(len(rest), size=len(rest), replace=False)], np.flatnonzero(
+        mask
+    )
 
 
-def label_names(labels: pd.Series) -> list[str]:
+def label_names(labels: pa.ChunkedArray) -> list[str]:
     """Sorted label values, numerically when every label is an integer (so '10' follows '9')."""
-    values = sorted(labels.unique().tolist())
+    values = sorted(pc.unique(labels).to_pylist())
     try:
         return sorted(values, key=int)
     except ValueError:
         return values
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """sha256 over the sorted rows (label and key): the same content gives the same value in any row
-    order, and the same images give the same value whether read from a folder or a table."""
-    rows = sorted(frame["label"] + "\t" + frame["key"])
+def fingerprint(table: pa.Table) -> str:
+    """sha256 over the sorted rows ("label<TAB>key<LF>" each): the same content gives the same value
+    in any row order, and the same images give the same value whether read from a folder or a table.
+    Rows are sorted by their UTF-8 bytes, which is code point order, and hashed a slice at a time."""
+    rows = pc.binary_join_element_wise(table["label"], table["key"], "\t").cast(pa.large_string())
+    rows = rows.combine_chunks()  # large_string: past 2 GB of text too
+    order = pc.sort_indices(rows)
     digest = hashlib.sha256()
-    for row in rows:
-        digest.update(row.encode("utf-8"))
-        digest.update(b"\n")
+    for start in range(0, len(rows), SLICE_ROWS):
+        lines = pc.binary_join_element_wise(rows.take(order.slice(start, SLICE_ROWS)), *LARGE_EMPTY_AND_LF)
+        offsets = np.frombuffer(lines.buffers()[1], np.int64)[lines.offset : lines.offset + len(lines) + 1]
+        digest.update(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
     return digest.hexdigest()
 
 
@@ -332,28 +398,37 @@ def ingest(cfg: DataConfig, output_dir: str | Path) -> dict[str, Any]:
     """Read, clean and split the data in `cfg`; write the splits and the data card to `output_dir`."""
     output_dir = Path(output_dir)
     source, fmt = read_table(cfg.source, cfg, "data.source")
-    modality = "image" if "image" in source else "text"
-    source, removed = _clean(source)
+    modality = "image" if "image" in source.column_names else "text"
+    source, keys, removed = _clean(source)
+    what = f"data.source '{cfg.source}'"
     leaked = {"test": 0, "validation": 0}
     if cfg.test_source:
         test, _ = read_table(cfg.test_source, cfg, "data.test_source")
-        if ("image" in test) != (modality == "image"):
+        if ("image" in test.column_names) != (modality == "image"):
             raise DataError(
                 f"data.source '{cfg.source}' holds {modality}s but data.test_source '{cfg.test_source}' does "
                 f"not; point both at the same kind of data"
             )
-        test, test_removed = _clean(test)
+        test, _, test_removed = _clean(test)
         removed = {reason: count + test_removed[reason] for reason, count in removed.items()}
-        rest = source
+        rest = np.arange(source.num_rows)
+        unseen = pc.invert(pc.is_in(test["key"], value_set=source["key"]))
+        leaked["test"] = test.num_rows
+        test = test.filter(unseen)
+        leaked["test"] -= test.num_rows
     else:
-        rest, test = stratified_split(
-            source, cfg.test_fraction, cfg.split_seed, f"data.source '{cfg.source}'"
-        )
-    train, validation = stratified_split(
-        rest, cfg.validation_fraction, cfg.split_seed + 1, f"data.source '{cfg.source}'"
+        rest, held = stratified_split(source["label"], cfg.test_fraction, cfg.split_seed, what)
+        kept = _unseen(keys, held, rest)
+        leaked["test"] = len(held) - len(kept)
+        test = source.take(kept)
+    train_rows, validation_rows = stratified_split(
+        source["label"].take(rest), cfg.validation_fraction, cfg.split_seed + 1, what
     )
-    test, leaked["test"] = _drop_leaked(test, rest)
-    validation, leaked["validation"] = _drop_leaked(validation, train)
+    train_rows, validation_rows = rest[train_rows], rest[validation_rows]
+    kept = _unseen(keys, validation_rows, train_rows)
+    leaked["validation"] = len(validation_rows) - len(kept)
+    train, validation = source.take(train_rows), source.take(kept)
+    del source
 
     names = label_names(train["label"])
     if len(names) < 2:
@@ -363,20 +438,19 @@ def ingest(cfg: DataConfig, output_dir: str | Path) -> dict[str, Any]:
             f"a classifier needs at least two labels"
         )
     for split_name, split in (("test", test), ("validation", validation)):
-        unseen = sorted(set(split["label"]) - set(names))
+        unseen = sorted(set(pc.unique(split["label"]).to_pylist()) - set(names))
         if unseen:
             raise DataError(
                 f"the {split_name} split has labels never seen in training: {', '.join(map(repr, unseen))}; "
                 f"training labels are {', '.join(map(repr, names))}"
             )
-        if split.empty:
+        if split.num_rows == 0:
             raise DataError(f"the {split_name} split is empty after removing duplicates and leakage")
 
-    label_ids = {name: i for i, name in enumerate(names)}
     splits = {"train": train, "validation": validation, "test": test}
     output_dir.mkdir(parents=True, exist_ok=True)
     for name, split in splits.items():
-        pq.write_table(_split_table(split, label_ids, modality), output_dir / f"{name}.parquet")
+        pq.write_table(_split_table(split, names, modality), output_dir / f"{name}.parquet")
 
     split_fingerprints = {name: fingerprint(split) for name, split in splits.items()}
     card = {
@@ -389,10 +463,7 @@ def ingest(cfg: DataConfig, output_dir: str | Path) -> dict[str, Any]:
         "label_column": cfg.label_column if fmt != "imagefolder" else None,
         "label_names": names,
         "rows": {name: len(split) for name, split in splits.items()},
-        "label_distribution": {
-            name: {label: int((split["label"] == label).sum()) for label in names}
-            for name, split in splits.items()
-        },
+        "label_distribution": {name: _label_counts(split, names) for name, split in splits.items()},
         "removed": {**removed, "leakage": leaked},
         "split_seed": cfg.split_seed,
         "fingerprints": split_fingerprints,
@@ -401,28 +472,35 @@ def ingest(cfg: DataConfig, output_dir: str | Path) -> dict[str, Any]:
         ).hexdigest(),
     }
     if modality == "image":
-        every = pd.concat(splits.values())
+        every = pa.concat_tables(splits.values())
+        formats = pc.value_counts(every["image_format"]).to_pylist()
         card["images"] = {
-            "formats": {str(k): int(v) for k, v in every["image_format"].value_counts().sort_index().items()},
-            "width": [int(every["width"].min()), int(every["width"].max())],
-            "height": [int(every["height"].min()), int(every["height"].max())],
+            "formats": {
+                str(item["values"]): int(item["counts"])
+                for item in sorted(formats, key=lambda i: i["values"])
+            },
+            "width": [int(pc.min(every["width"]).as_py()), int(pc.max(every["width"]).as_py())],
+            "height": [int(pc.min(every["height"]).as_py()), int(pc.max(every["height"]).as_py())],
         }
     (output_dir / CARD_FILE).write_text(json.dumps(card, indent=2))
     return card
 
 
-def _split_table(split: pd.DataFrame, label_ids: dict[str, int], modality: str) -> pa.Table:
+def _label_counts(split: pa.Table, names: list[str]) -> dict[str, int]:
+    counts = {item["values"]: item["counts"] for item in pc.value_counts(split["label"]).to_pylist()}
+    return {label: int(counts.get(label, 0)) for label in names}
+
+
+def _split_table(split: pa.Table, names: list[str], modality: str) -> pa.Table:
     """A split as stored: id, the text (or the image's name and encoded bytes), the label's index."""
     content = (
-        {"name": pa.array(split["name"], pa.string()), "image": pa.array(split["image"], pa.binary())}
-        if modality == "image"
-        else {"text": pa.array(split["key"], pa.string())}
+        {"name": split["name"], "image": split["image"]} if modality == "image" else {"text": split["key"]}
     )
     return pa.table(
         {
-            "id": pa.array(np.arange(len(split)), pa.int64()),
+            "id": pa.array(np.arange(split.num_rows), pa.int64()),
             **content,
-            "label": pa.array(split["label"].map(label_ids), pa.int64()),
+            "label": pc.cast(pc.index_in(split["label"], value_set=pa.array(names, pa.string())), pa.int64()),
         }
     )
 
