@@ -404,6 +404,8 @@ def _train(
         greater_is_better=True,
         restore_callback_states_from_checkpoint=True,
         logging_strategy="no",
+        # The training loss is never logged, so its NaN filter would only cost a GPU sync each step.
+        logging_nan_inf_filter=False,
         report_to=[],
         seed=train_cfg.seed,
         data_seed=train_cfg.seed,
@@ -412,6 +414,9 @@ def _train(
         disable_tqdm=not sys.stderr.isatty() or rank != 0,
         dataloader_num_workers=workers,
         dataloader_pin_memory=cuda,
+        # Pinned batches go to the GPU without waiting for it: accelerate's default blocking copy
+        # synchronises every step, so the host could not queue the next step while this one runs.
+        accelerator_config={"non_blocking": cuda},
         use_cpu=not cuda,
         ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
     )
