@@ -7,6 +7,7 @@ registry in the working directory.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import re
 from pathlib import Path, PurePosixPath
@@ -51,6 +52,12 @@ class DataConfig(_Section):
         "no columns: one subfolder per class, named after it.",
     )
     label_column: str = Field("label", description="Column holding the class label.")
+    encoding: str = Field(
+        "utf-8",
+        description="Text encoding of a CSV, TSV or JSON Lines file (any Python codec name, e.g. latin-1, "
+        "cp1252, utf-16); the file is read as UTF-8 by default and a byte that is not UTF-8 is an error "
+        "naming its line.",
+    )
     validation_fraction: float = Field(
         0.1, gt=0, lt=0.5, description="Share of the training rows held out for the learning curve."
     )
@@ -61,6 +68,17 @@ class DataConfig(_Section):
         description="Share of rows held out for the test split when no test_source is given.",
     )
     split_seed: int = Field(42, ge=0, description="Seed of the stratified splits.")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                "is not a known text encoding; use a Python codec name such as utf-8, latin-1 or cp1252"
+            ) from None
+        return value
 
 
 class ModelConfig(_Section):
@@ -433,11 +451,16 @@ def _valid_keys(path: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def _printable(text: str) -> str:
+    """`text` as typed, with newlines and other control characters escaped: errors stay one line."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def _describe(err: ValidationError, where: str) -> str:
     problems = []
     for issue in err.errors():
         loc = tuple(issue["loc"])
-        key = ".".join(str(p) for p in loc)
+        key = _printable(".".join(str(p) for p in loc))
         if issue["type"] == "extra_forbidden":
             choices = _valid_keys(loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), choices, n=1)
@@ -452,11 +475,13 @@ def _describe(err: ValidationError, where: str) -> str:
 def parse_override(assignment: str) -> tuple[list[str], Any]:
     """Split `train.epochs=2` into (['train', 'epochs'], 2); the value is read as YAML."""
     if "=" not in assignment:
-        raise ConfigError(f"--set '{assignment}': expected KEY=VALUE, for example --set train.epochs=2")
+        raise ConfigError(
+            f"--set '{_printable(assignment)}': expected KEY=VALUE, for example --set train.epochs=2"
+        )
     key, raw = assignment.split("=", 1)
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
-        raise ConfigError(f"--set '{assignment}': the key is empty; use SECTION.KEY=VALUE")
+        raise ConfigError(f"--set '{_printable(assignment)}': the key is empty; use SECTION.KEY=VALUE")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -489,7 +514,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set '{assignment}': '{part}' is a value, not a section")
+                raise ConfigError(
+                    f"--set '{_printable(assignment)}': '{_printable(part)}' is a value, not a section"
+                )
             node = child
         node[parts[-1]] = value
     return Config.from_dict(values, where=where)

@@ -11,9 +11,11 @@ need nothing but this directory.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,18 +46,21 @@ FORMATS_BY_SUFFIX = {
 }
 CARD_FILE = "data_card.json"
 SLICE_ROWS = 65_536
+# What numpy and pandas (nan, NaN, <NA>), JSON and SQL (null, NULL) and spreadsheets (#N/A, N/A) write
+# for a missing value. "None" and "NA" are left out: each is also a plausible class name.
+MISSING_MARKERS = pa.array(["nan", "NaN", "NAN", "<NA>", "null", "NULL", "Null", "#N/A", "N/A", "n/a"])
 LARGE_EMPTY_AND_LF = (pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string()))
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def detect_format(path: Path, requested: str, uri: str) -> str:
+def detect_format(path: Path, requested: str, uri: str, what: str = "data") -> str:
     if requested != "auto":
         return requested
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bz2", ".zst")]
     fmt = FORMATS_BY_SUFFIX.get(suffixes[-1] if suffixes else "")
     if fmt is None:
         raise DataError(
-            f"data '{uri}': cannot tell the format from the extension '{path.suffix}'; "
+            f"{what} '{uri}': cannot tell the format from the extension '{path.suffix}'; "
             f"set data.format to one of csv, tsv, jsonl, parquet"
         )
     return fmt
@@ -201,12 +206,15 @@ def _read_image_file(value: str, base: str, uri: str, what: str, row: int, scrat
 def _read_local_table(
     path: Path, uri: str, cfg: DataConfig, what: str, scratch: Path
 ) -> tuple[pa.Table, str]:
-    fmt = detect_format(path, cfg.format, uri)
+    fmt = detect_format(path, cfg.format, uri, what)
     if path.stat().st_size == 0:
         raise DataError(f"{what} '{uri}' is an empty file; it needs a header and labelled rows")
     content_column = cfg.image_column or cfg.text_column
-    with _unreadable_as_data_error(what, uri, fmt):
-        schema, batches = _open_batches(path, fmt, (content_column, cfg.label_column))
+    _check_kind(path, fmt, uri, what)
+    path = _as_utf8(path, fmt, cfg.encoding, uri, what, scratch)
+    bad_rows: list[Any] = []
+    with _unreadable_as_data_error(what, uri, fmt, path, bad_rows):
+        schema, batches = _open_batches(path, fmt, (content_column, cfg.label_column), bad_rows)
     header = schema.names
     missing = [c for c in (content_column, cfg.label_column) if c not in header]
     if missing:
@@ -233,7 +241,7 @@ def _read_local_table(
         )
     # Batch by batch, so the raw text and its normalised form are never both held whole.
     contents, labels = [], []
-    with _unreadable_as_data_error(what, uri, fmt):
+    with _unreadable_as_data_error(what, uri, fmt, path, bad_rows):
         for batch in batches:
             content = batch.column(content_column)
             contents.append(content if cfg.image_column else _normalize_text(content))
@@ -254,7 +262,7 @@ BATCH_ROWS = 65_536
 
 
 def _open_batches(
-    path: Path, fmt: str, columns: tuple[str, str]
+    path: Path, fmt: str, columns: tuple[str, str], bad_rows: list[Any]
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The file's columns, and its rows as record batches read as they are consumed (CSV, TSV and
     Parquet stream; JSON Lines is read whole). CSV's text and label columns are read as strings, so
@@ -267,6 +275,8 @@ def _open_batches(
                 delimiter="\t" if fmt == "tsv" else ",",
                 quote_char=False if fmt == "tsv" else '"',
                 newlines_in_values=fmt == "csv",
+                # Kept to say where the row is; reading still stops at it.
+                invalid_row_handler=lambda row: bad_rows.append(row) or "error",
             ),
             convert_options=pacsv.ConvertOptions(
                 strings_can_be_null=False, column_types={name: pa.string() for name in columns}
@@ -283,15 +293,117 @@ def _open_batches(
 
 
 @contextmanager
-def _unreadable_as_data_error(what: str, uri: str, fmt: str) -> Iterator[None]:
+def _unreadable_as_data_error(
+    what: str, uri: str, fmt: str, path: Path, bad_rows: list[Any]
+) -> Iterator[None]:
     try:
         yield
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
+        if fmt != "parquet" and not _compressed(path):
+            _check_utf8(path, uri, what)  # a parser's complaint about bytes is better said as where they are
+            if bad_rows:
+                raise DataError(_bad_row(bad_rows[0], path, uri, what, fmt)) from None
         reason = str(err).splitlines()[0]
+        if len(reason) > 200:
+            reason = reason[:200] + "…"
         raise DataError(
             f"{what} '{uri}' could not be read as {fmt}: {reason}; "
             f"check the file, or set data.format if it is not {fmt}"
         ) from None
+
+
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst")
+PARQUET_MAGIC = b"PAR1"
+
+
+def _compressed(path: Path) -> bool:
+    return path.suffix.lower() in COMPRESSED_SUFFIXES
+
+
+def _check_kind(path: Path, fmt: str, uri: str, what: str) -> None:
+    """Refuse a Parquet file named as text, and a text file named as Parquet, before a parser
+    reports either as garbled rows."""
+    if _compressed(path):
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if fmt != "parquet" and head == PARQUET_MAGIC:
+        raise DataError(
+            f"{what} '{uri}' is a Parquet file (it starts with PAR1), not {fmt}; "
+            f"set data.format=parquet or give it a .parquet name"
+        )
+    if fmt == "parquet" and head != PARQUET_MAGIC:
+        guess = {"{": "jsonl", "[": "jsonl"}.get(head[:1].decode("latin-1"), "csv")
+        raise DataError(
+            f"{what} '{uri}' is not a Parquet file (it does not start with PAR1); if it is text, "
+            f"set data.format (csv, tsv or jsonl; it looks like {guess}) or rename it"
+        )
+
+
+def _as_utf8(path: Path, fmt: str, encoding: str, uri: str, what: str, scratch: Path) -> Path:
+    """The file itself when it is UTF-8 (or Parquet); otherwise a UTF-8 copy in `scratch`, decoded
+    from `encoding` as it streams."""
+    if fmt == "parquet" or codecs.lookup(encoding).name == "utf-8":
+        return path
+    copy = scratch / f"utf8-{path.name}"
+    try:
+        with (
+            open(path, encoding=encoding, newline="") as source,
+            open(copy, "w", encoding="utf-8", newline="") as target,
+        ):
+            shutil.copyfileobj(source, target, 1 << 20)
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{what} '{uri}' could not be decoded as data.encoding={encoding} ({err.reason}); "
+            f"set data.encoding to the file's encoding"
+        ) from None
+    return copy
+
+
+def _bad_row(row: Any, path: Path, uri: str, what: str, fmt: str) -> str:
+    """A CSV/TSV row with the wrong number of fields, said with its line number (found by looking
+    for the row's first line in the file) and the likely cause."""
+    first_line = row.text.split("\n", 1)[0].encode("utf-8")
+    data = path.read_bytes()
+    found = -1 if data.startswith(first_line) else data.find(b"\n" + first_line)
+    newlines = data.count(b"\n", 0, found + 1)
+    line = "a row" if found == -1 and not data.startswith(first_line) else f"line {newlines + 1}"
+    shown = row.text.split("\n", 1)[0][:80]
+    delimiter = "tab" if fmt == "tsv" else "comma"
+    if row.actual_columns < row.expected_columns and "\n" in row.text and row.text.lstrip().startswith('"'):
+        cause = "it opens a quote that is never closed, so the rest of the file is read as one field; close the quote"
+    elif row.actual_columns > row.expected_columns:
+        cause = f"a field holds a {delimiter}; put that field in double quotes"
+    else:
+        cause = "fill in the missing fields or remove the row"
+    return (
+        f"{what} '{uri}', {line}: {row.actual_columns} fields where the header has {row.expected_columns} "
+        f"({shown!r}); {cause}"
+    )
+
+
+def _check_utf8(path: Path, uri: str, what: str) -> None:
+    """Raise a DataError naming the line and byte of the first byte that is not UTF-8, if any."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, column = 1, 0  # column: the bytes of the current line before this chunk
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                # err.object is the chunk after the previous chunk's unfinished character, if any.
+                at = err.start - (len(err.object) - len(chunk))
+                before = chunk[: max(at, 0)]
+                newlines = before.count(b"\n")
+                where = len(before) - before.rfind(b"\n") - 1 if newlines else column + at
+                raise DataError(
+                    f"{what} '{uri}' is not UTF-8: line {line + newlines}, byte {where + 1} is "
+                    f"0x{err.object[err.start]:02x}; set data.encoding to the file's encoding (for example "
+                    f"latin-1 or cp1252), or save it as UTF-8"
+                ) from None
+            newlines = chunk.count(b"\n")
+            line += newlines
+            column = len(chunk) - chunk.rfind(b"\n") - 1 if newlines else column + len(chunk)
 
 
 def _normalize_text(column: pa.Array) -> pa.Array:
@@ -333,8 +445,10 @@ def _count(mask: pa.ChunkedArray) -> int:
 
 
 def _present(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """True where a value is neither null nor empty."""
-    return pc.fill_null(pc.not_equal(column, ""), False)
+    """True where a value is there: not null, not empty, and not a marker that software writes for a
+    missing value (MISSING_MARKERS)."""
+    missing = pc.or_(pc.equal(column, ""), pc.is_in(column, value_set=MISSING_MARKERS))
+    return pc.invert(pc.fill_null(missing, True))
 
 
 def _unseen(keys: np.ndarray, rows: np.ndarray, seen: np.ndarray) -> np.ndarray:
