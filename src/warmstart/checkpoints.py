@@ -71,11 +71,16 @@ class Checkpoints:
         """Copy a Trainer checkpoint directory, mark it complete, then drop checkpoints beyond `keep`."""
         folder = self._folder(step)
         files = {}
-        for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-            relative = path.relative_to(local_dir).as_posix()
-            self.store.put_file(f"{folder}/{relative}", path)
-            files[relative] = sha256_file(path)
-        self.store.create(f"{folder}/{MARKER}", json.dumps({"step": step, "files": files}).encode())
+        try:
+            for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+                relative = path.relative_to(local_dir).as_posix()
+                self.store.put_file(f"{folder}/{relative}", path)
+                files[relative] = sha256_file(path)
+            self.store.create(f"{folder}/{MARKER}", json.dumps({"step": step, "files": files}).encode())
+        except WarmstartError:
+            # Never complete, so never restored; removed so it does not hold the space that ran out.
+            self.store.delete(folder)
+            raise
         newest = self.complete()
         for old in self._all_steps():
             if old < step and (old not in newest[-self.keep :]):

@@ -4,7 +4,8 @@ Sources: a local directory, `pkg://PACKAGE/DIR` (weights shipped in an installed
 `s3://BUCKET/PREFIX` (a model directory in object storage), `hf://ORG/NAME@REVISION` (the Hugging
 Face Hub through huggingface_hub, which honours HF_HOME and HF_HUB_OFFLINE) and
 `registry://NAME@champion` (or `@latest`, `@VERSION`: a model this registry holds, so yesterday's
-fine-tuned model can be today's starting point). Only safetensors weights are accepted; pickled weights are never copied or loaded,
+fine-tuned model can be today's starting point). A local, s3:// or http(s):// `.tar.gz` or `.zip`
+(SageMaker's model.tar.gz, say) is unpacked after every entry is checked. Only safetensors weights are accepted; pickled weights are never copied or loaded,
 and a model that needs custom code (`auto_map`) is refused because trust_remote_code is never used.
 """
 
@@ -24,7 +25,15 @@ from safetensors import safe_open
 
 from warmstart.config import ModelConfig
 from warmstart.errors import ModelError, WarmstartError
-from warmstart.storage import fetch_tree, resolve_local, scheme_of, sha256_file
+from warmstart.storage import (
+    fetch_file,
+    fetch_tree,
+    is_archive,
+    resolve_local,
+    scheme_of,
+    sha256_file,
+    unpack_archive,
+)
 
 MANIFEST_FILE = "manifest.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack")
@@ -140,6 +149,8 @@ def fetch(
     with tempfile.TemporaryDirectory(prefix="warmstart-fetch-") as scratch:
         if scheme == "hf":
             source_dir, revision = _download_from_hub(uri, what)
+        elif is_archive(urlparse(uri).path if scheme else uri):
+            source_dir, revision = _unpacked(uri, Path(scratch), what), None
         elif scheme == "s3":
             try:
                 source_dir, revision = fetch_tree(uri, Path(scratch), KEPT_SUFFIXES), None
@@ -184,6 +195,16 @@ def _from_registry(uri: str, registry_uri: str, target: Path, what: str) -> tupl
             f"in {registry_uri} (versions: {listed}); see `warmstart registry list`"
         )
     return registry.download_version(name, version, target), f"{name} version {version}"
+
+
+def _unpacked(uri: str, scratch: Path, what: str) -> Path:
+    """A model shipped as one archive (model.tar.gz, as SageMaker writes it, or a .zip), local or
+    remote: downloaded, checked entry by entry and unpacked."""
+    try:
+        archive = fetch_file(uri, what, scratch)
+        return unpack_archive(archive, scratch / "unpacked", uri)
+    except WarmstartError as err:
+        raise ModelError(f"{what}: {err}" if not str(err).startswith(what) else str(err)) from None
 
 
 def _local_model_dir(uri: str, what: str) -> Path:

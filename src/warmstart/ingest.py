@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from warmstart.config import DataConfig
 from warmstart.errors import DataError, WarmstartError
-from warmstart.storage import fetch_file, fetch_tree, list_s3, scheme_of
+from warmstart.storage import fetch_file, fetch_tree, is_archive, list_s3, scheme_of, unpack_archive
 
 SPLITS = ("train", "validation", "test")
 FORMATS_BY_SUFFIX = {
@@ -79,11 +79,31 @@ def read_table(uri: str, cfg: DataConfig, what: str) -> tuple[pa.Table, str]:
                 path = fetch_tree(uri, Path(scratch) / "folder", IMAGE_SUFFIXES)
             else:
                 path = fetch_file(uri, what, Path(scratch))
+            if path.is_file() and is_archive(path.name):
+                path = _archive_content(unpack_archive(path, Path(scratch) / "unpacked", uri), uri, what)
+        except DataError:
+            raise
         except WarmstartError as err:
-            raise DataError(str(err)) from None
+            raise DataError(f"{what}: {err}" if not str(err).startswith(what) else str(err)) from None
         if path.is_dir():
             return _read_image_folder(path, uri, what), "imagefolder"
         return _read_local_table(path, uri, cfg, what, Path(scratch))
+
+
+def _archive_content(root: Path, uri: str, what: str) -> Path:
+    """What an unpacked archive holds: its one data file, or else the image folder it is."""
+    files = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
+    data = [p for p in files if p.suffix.lower() in FORMATS_BY_SUFFIX or _compressed(p)]
+    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(data) == 1 and not folders:
+        return data[0]
+    if folders and not data:
+        return root
+    found = ", ".join(sorted(p.name for p in data + folders)[:5])
+    raise DataError(
+        f"{what} '{uri}' is an archive holding {len(data)} data files and {len(folders)} folders ({found}); "
+        f"it must hold one data file, or one folder per class of images"
+    )
 
 
 def _read_image_folder(root: Path, uri: str, what: str) -> pa.Table:

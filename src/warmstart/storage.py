@@ -12,15 +12,19 @@ swap replace, listing) with one implementation per backend, so the registry's lo
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
 import importlib.util
 import os
+import posixpath
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -233,6 +237,79 @@ def fetch_tree(uri: str, target: Path, suffixes: tuple[str, ...] = ()) -> Path:
     return target
 
 
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def is_archive(name: str) -> bool:
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def unpack_archive(archive: Path, target: Path, uri: str) -> Path:
+    """Unpack a .zip or .tar(.gz/.bz2/.xz) into `target` and return the folder that holds its
+    content (descending through single top-level folders).
+
+    Every entry is checked before anything is written: an absolute path, a `..` component, a link
+    that leads outside `target` (or any link in a zip, which cannot hold one safely), or a device
+    or pipe refuses the whole archive.
+    """
+    import tarfile
+    import zipfile
+
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        if archive.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(archive) as bundle:
+                for entry in bundle.infolist():
+                    _check_entry(entry.filename, uri)
+                    if (entry.external_attr >> 16) & 0o170000 == 0o120000:
+                        _refuse(
+                            uri, entry.filename, "is a symbolic link; a zip may hold files and folders only"
+                        )
+                bundle.extractall(target)
+        else:
+            with tarfile.open(archive) as bundle:
+                members = bundle.getmembers()
+                for member in members:
+                    _check_entry(member.name, uri)
+                    if member.issym() or member.islnk():
+                        # A symlink's target is relative to its folder, a hard link's to the archive root.
+                        base = posixpath.dirname(member.name) if member.issym() else ""
+                        lands = posixpath.normpath(posixpath.join(base, member.linkname))
+                        if lands.startswith("/") or lands == ".." or lands.startswith("../"):
+                            _refuse(uri, member.name, f"links to '{member.linkname}', outside the archive")
+                    elif not (member.isfile() or member.isdir()):
+                        _refuse(uri, member.name, "is a device, pipe or other special file")
+                if hasattr(tarfile, "data_filter"):
+                    bundle.extractall(target, members, filter="data")  # the same rules, checked again
+                else:  # pragma: no cover - Python without the extraction filters (before 3.10.12)
+                    bundle.extractall(target, members)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
+        if isinstance(err, StorageError):
+            raise
+        raise StorageError(f"'{uri}' is not a readable archive ({err}); check the file") from None
+    root = target
+    while True:
+        entries = [e for e in root.iterdir() if not e.name.startswith(".") and e.name != "__MACOSX"]
+        if len(entries) == 1 and entries[0].is_dir():
+            root = entries[0]
+            continue
+        if not entries:
+            raise StorageError(f"'{uri}' is an empty archive")
+        return root
+
+
+def _check_entry(name: str, uri: str, why: str = "") -> None:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or (path.parts and path.parts[0].endswith(":")) or ".." in path.parts:
+        _refuse(
+            uri, name, why or "has an absolute path or '..'; it would be written outside the target folder"
+        )
+
+
+def _refuse(uri: str, entry: str, why: str) -> None:
+    raise StorageError(f"'{uri}' was refused: its entry '{entry}' {why}; nothing was unpacked")
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -296,26 +373,51 @@ class LocalStore(Store):
             return None
         return data, hashlib.sha256(data).hexdigest()
 
-    def _write(self, target: Path, data: bytes) -> None:
+    @contextlib.contextmanager
+    def _writing(self, key: str) -> Iterator[None]:
+        """A full disk (or quota, or file-size limit) as one StorageError naming where."""
+        try:
+            yield
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            raise StorageError(
+                f"cannot write {self.uri(key)}: {os.strerror(err.errno)}; free space there and run again "
+                f"(what was written before is intact)"
+            ) from None
+
+    def _temp_copy(self, target: Path, data: bytes) -> str:
+        """`data` in a hidden file beside `target`, on disk (fsync) before anyone can see it."""
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, target)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            os.unlink(temp)
+            raise
+        return temp
+
+    def _write(self, target: Path, data: bytes) -> None:
+        temp = self._temp_copy(target, data)
+        try:
+            os.replace(temp, target)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
 
     def create(self, key: str, data: bytes) -> bool:
         target = self.path / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        with self._writing(key):
+            temp = self._temp_copy(target, data)
+            try:
+                os.link(temp, target)  # only if absent, and only ever whole: a full disk leaves nothing
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(temp)
         return True
 
     def replace(self, key: str, data: bytes, tag: str | None) -> bool:
@@ -326,17 +428,23 @@ class LocalStore(Store):
             current = self.read(key)
             if (current[1] if current else None) != tag:
                 return False
-            self._write(target, data)
+            with self._writing(key):
+                self._write(target, data)
             return True
 
     def put_file(self, key: str, path: Path) -> None:
         target = self.path / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.unlink(missing_ok=True)
-        try:
-            os.link(path, target)  # same filesystem: no copy (callers never modify a file they put)
-        except OSError:
-            shutil.copyfile(path, target)
+        with self._writing(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            try:
+                os.link(path, target)  # same filesystem: no copy (callers never modify a file they put)
+            except OSError:
+                try:
+                    shutil.copyfile(path, target)
+                except BaseException:
+                    target.unlink(missing_ok=True)  # never a partial object under a real key
+                    raise
 
     def get_file(self, key: str, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,67 @@
+"""Faults while writing: a disk that fills up under a registry or a checkpoint directory. Each gives
+one clear StorageError, leaves what was written before intact and leaves nothing half-written that
+could later be read as whole.
+
+The small disk is a real tmpfs of a few megabytes (mounting needs root, as CI has; skipped otherwise).
+"""
+
+import subprocess
+
+import pytest
+from test_registry import make_run_outputs
+
+from warmstart.checkpoints import Checkpoints
+from warmstart.config import Config
+from warmstart.registry import Registry, register
+from warmstart.storage import StorageError, sha256_file
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MiB filesystem: one tiny model version fits, a second does not."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_under_the_registry_keeps_every_version_whole(small_disk, tmp_path, tiny_random_model):
+    cfg = Config.from_dict({"registry": {"uri": str(small_disk / "registry"), "name": "reviews"}})
+    first = make_run_outputs(tmp_path / "one", tiny_random_model, salt=1)
+    register(cfg, **first)
+    with pytest.raises(StorageError) as err:
+        register(cfg, **make_run_outputs(tmp_path / "two", tiny_random_model, salt=2))
+    message = str(err.value)
+    assert "\n" not in message and "No space left on device" in message and str(small_disk) in message
+    registry = Registry(cfg.registry.uri)
+    assert registry.versions("reviews") == [1]
+    assert registry.alias("reviews", "champion") == 1
+    kept = registry.download_version("reviews", 1, tmp_path / "v1")
+    assert sha256_file(kept / "model.safetensors") == sha256_file(first["model_dir"] / "model.safetensors")
+    # No file under the registry was left cut short where a reader would take it as whole.
+    assert not [
+        p
+        for p in (small_disk / "registry").rglob("*")
+        if p.is_file() and p.stat().st_size == 0 and not p.name.startswith(".")
+    ]
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(small_disk, tmp_path):
+    checkpoints = Checkpoints(str(small_disk / "ckpt"), "pretrained-0123", keep=2)
+    step_dir = tmp_path / "checkpoint"
+    step_dir.mkdir()
+    (step_dir / "model.safetensors").write_bytes(b"\x01" * 2_500_000)
+    (step_dir / "trainer_state.json").write_text('{"global_step": 10}')
+    checkpoints.save(step_dir, 10)
+    (step_dir / "model.safetensors").write_bytes(b"\x02" * 4_000_000)  # does not fit beside step 10
+    with pytest.raises(StorageError, match="No space left on device"):
+        checkpoints.save(step_dir, 20)
+    assert checkpoints.complete() == [10]
+    assert [p.name for p in (small_disk / "ckpt" / "pretrained-0123").iterdir()] == ["step-000000010"]
+    restored = checkpoints.restore(tmp_path / "restore")
+    assert (restored / "model.safetensors").read_bytes() == b"\x01" * 2_500_000
