@@ -65,3 +65,55 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(small_dis
     assert [p.name for p in (small_disk / "ckpt" / "pretrained-0123").iterdir()] == ["step-000000010"]
     restored = checkpoints.restore(tmp_path / "restore")
     assert (restored / "model.safetensors").read_bytes() == b"\x01" * 2_500_000
+
+
+def test_an_s3_server_restarting_during_a_registration_is_retried(tmp_path, tiny_random_model, monkeypatch):
+    """The server goes down as a version's first file uploads and is back a second later: the
+    retries (botocore's standard mode, 8 attempts with backoff) carry the registration through."""
+    import threading
+
+    from conftest import S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server
+
+    from warmstart.storage import S3Store, s3_client
+
+    server = S3Server(tmp_path / "s3")
+    restart = None
+    try:
+        for key, value in {
+            "AWS_ENDPOINT_URL": server.endpoint,
+            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+        s3_client.cache_clear()
+        cfg = Config.from_dict({"registry": {"uri": f"s3://{S3_BUCKET}/restart", "name": "reviews"}})
+        register(cfg, **make_run_outputs(tmp_path / "a", tiny_random_model, 1))
+
+        upload = S3Store.put_file
+
+        def restart_then_upload(self, key, path):
+            nonlocal restart
+            if restart is None:
+                server.stop()
+                restart = threading.Timer(1.0, server.start)
+                restart.start()
+            return upload(self, key, path)
+
+        monkeypatch.setattr(S3Store, "put_file", restart_then_upload)
+        second = make_run_outputs(tmp_path / "b", tiny_random_model, 2)
+        assert register(cfg, **second)["version"] == 2
+        assert restart is not None
+        registry = Registry(cfg.registry.uri)
+        assert registry.versions("reviews") == [1, 2]
+        assert registry.alias("reviews", "champion") == 2
+        kept = registry.download_version("reviews", 2, tmp_path / "v2")
+        assert sha256_file(kept / "model.safetensors") == sha256_file(
+            second["model_dir"] / "model.safetensors"
+        )
+    finally:
+        if restart is not None:
+            restart.join()
+        server.stop()
+        s3_client.cache_clear()
