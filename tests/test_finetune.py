@@ -138,3 +138,24 @@ def test_bf16_counts_as_native_exactly_where_the_processor_has_bf16_instructions
 
     flags = set(Path("/proc/cpuinfo").read_text().split())
     assert native_bf16(cuda=False) == bool(flags & {"avx512_bf16", "amx_tile"})
+
+
+def test_a_start_with_another_head_gets_a_new_classification_head(tmp_path, tiny_random_model):
+    """A regression model with one output (an STS-B cross-encoder, say) as the start for three
+    classes: its head is replaced by a 3-way classifier and trained with cross-entropy."""
+    import shutil
+
+    from conftest import write_csv
+    from transformers import AutoModelForSequenceClassification
+
+    start = shutil.copytree(tiny_random_model, tmp_path / "regressor")
+    model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1, problem_type="regression")
+    model.save_pretrained(start)
+    rows = [(f"{word} review number {i}", word) for i in range(90) for word in ("bad", "fine", "great")][:240]
+    data = write_csv(tmp_path / "three.csv", rows)
+    cfg, work = stage_inputs(tiny_config(data, start, epochs=4, eval_points=1), tmp_path / "work")
+    summary = finetune(cfg, "pretrained", work / "data", work / "base", work / "model", work / "eval")
+    config = json.loads((work / "model" / "config.json").read_text())
+    assert config["problem_type"] == "single_label_classification"
+    assert config["id2label"] == {"0": "bad", "1": "fine", "2": "great"}
+    assert summary["test_metrics"]["accuracy"] > 0.5

@@ -147,8 +147,9 @@ def auto_model(modality: str) -> Any:
 def build_classifier(modality: str, model_dir: Path, label_names: list[str], pretrained: bool) -> Any:
     """A classifier for `label_names`: the weights in `model_dir`, or its config randomly initialised.
 
-    A classification head of another size in the checkpoint (ImageNet's 1,000 classes, say) is replaced
-    by a new one; the rest of the network keeps its pretrained weights.
+    A classification head of another size in the checkpoint (ImageNet's 1,000 classes, or a
+    regression model's single output) is replaced by a new one, trained with cross-entropy; the rest
+    of the network keeps its pretrained weights.
     """
     from transformers import AutoConfig
 
@@ -157,6 +158,8 @@ def build_classifier(modality: str, model_dir: Path, label_names: list[str], pre
         "num_labels": len(label_names),
         "id2label": dict(enumerate(label_names)),
         "label2id": {name: i for i, name in enumerate(label_names)},
+        # A start trained for regression or multi-label output would keep that loss otherwise.
+        "problem_type": "single_label_classification",
     }
     try:
         if pretrained:
