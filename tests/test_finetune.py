@@ -159,3 +159,23 @@ def test_a_start_with_another_head_gets_a_new_classification_head(tmp_path, tiny
     assert config["problem_type"] == "single_label_classification"
     assert config["id2label"] == {"0": "bad", "1": "fine", "2": "great"}
     assert summary["test_metrics"]["accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("damage", ["changed", "missing"])
+def test_a_base_model_changed_after_fetch_is_refused_before_training(
+    tmp_path, synthetic_csv, tiny_random_model, damage
+):
+    from warmstart.errors import ModelError
+
+    cfg, work = stage_inputs(tiny_config(synthetic_csv, tiny_random_model), tmp_path / "work")
+    weights = work / "base" / "model.safetensors"
+    if damage == "changed":
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF  # one bit pattern in the last tensor: still a readable safetensors file
+        weights.write_bytes(bytes(data))
+    else:
+        weights.unlink()
+    problem = "does not match the sha256 in its manifest" if damage == "changed" else "is missing"
+    with pytest.raises(ModelError, match=f"model.safetensors in .* {problem}; .* fetch the model again"):
+        finetune(cfg, "pretrained", work / "data", work / "base", work / "model", work / "eval")
+    assert not (work / "model").exists()

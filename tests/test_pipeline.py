@@ -382,6 +382,18 @@ def test_run_with_data_and_registry_on_s3(tmp_path, s3_prefix, tiny_pretrained_m
     assert "skipped: data unchanged since version 1" in again.stdout
     assert registry.versions("tiny-reviews") == [1]
 
+    # The S3 secret reached every task, and was written nowhere: not in the console, the logs, the
+    # reports, the summary, the compiled pipeline or the registered version's files.
+    from conftest import S3_SECRET_KEY
+
+    assert S3_SECRET_KEY not in first.stdout + first.stderr + again.stdout + again.stderr
+    written = [
+        p for p in (tmp_path / "work").rglob("*") if p.is_file() and S3_SECRET_KEY.encode() in p.read_bytes()
+    ]
+    assert written == []
+    version = registry.download_version("tiny-reviews", 1, tmp_path / "v1")
+    assert not [p for p in version.rglob("*") if p.is_file() and S3_SECRET_KEY.encode() in p.read_bytes()]
+
 
 def test_a_worse_challenger_does_not_replace_the_champion(tmp_path, tiny_pretrained_model, tiny_random_model):
     """Run 1 makes a champion. Run 2, after one row of the data changed, trains a deliberately worse

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from warmstart.checkpoints import Checkpoints, arm_run
 from warmstart.config import Config
 from warmstart.errors import ConfigError, ModelError
-from warmstart.fetch import load_manifest
+from warmstart.fetch import load_manifest, verify_manifest
 from warmstart.ingest import load_card
 from warmstart.inputs import Inputs, auto_model, build_classifier, inputs_for
 from warmstart.metrics import all_metrics
@@ -355,7 +355,7 @@ def _train(
     strategy = train_cfg.strategy if init == "pretrained" else "full"
     cache = strategy == "feature_extraction" and train_cfg.cache_features
 
-    manifest = load_manifest(base_model_dir)
+    manifest = verify_manifest(base_model_dir)
     model_name = f"model.source '{manifest['source']}'"
     inputs = inputs_for(card.get("modality", "text"), base_model_dir, cfg.model.max_length, model_name)
     train = _load_split(dataset_dir, "train")
