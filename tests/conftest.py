@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import random
 import shutil
@@ -361,6 +362,33 @@ class S3Server:
             except Exception:
                 os.killpg(self.process.pid, signal.SIGKILL)
         self.log.close()
+
+
+@contextlib.contextmanager
+def private_s3(directory: Path, monkeypatch, **env: str | None):
+    """An S3 server of the test's own (one it may stop and restart without taking the shared one
+    down), with this process pointed at it; `env` sets (or, with None, removes) more variables."""
+    from warmstart.storage import s3_client
+
+    server = S3Server(directory)
+    try:
+        variables = {
+            "AWS_ENDPOINT_URL": server.endpoint,
+            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            **env,
+        }
+        for key, value in variables.items():
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, value)
+        s3_client.cache_clear()
+        yield server
+    finally:
+        server.stop()
+        s3_client.cache_clear()
 
 
 @pytest.fixture(scope="session")

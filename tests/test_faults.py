@@ -72,22 +72,13 @@ def test_an_s3_server_restarting_during_a_registration_is_retried(tmp_path, tiny
     retries (botocore's standard mode, 8 attempts with backoff) carry the registration through."""
     import threading
 
-    from conftest import S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server
+    from conftest import S3_BUCKET, private_s3
 
-    from warmstart.storage import S3Store, s3_client
+    from warmstart.storage import S3Store
 
-    server = S3Server(tmp_path / "s3")
     restart = None
-    try:
-        for key, value in {
-            "AWS_ENDPOINT_URL": server.endpoint,
-            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
-        s3_client.cache_clear()
+    # AWS_MAX_ATTEMPTS unset: warmstart's own default retry budget is what is tested.
+    with private_s3(tmp_path / "s3", monkeypatch, AWS_MAX_ATTEMPTS=None) as server:
         cfg = Config.from_dict({"registry": {"uri": f"s3://{S3_BUCKET}/restart", "name": "reviews"}})
         register(cfg, **make_run_outputs(tmp_path / "a", tiny_random_model, 1))
 
@@ -103,7 +94,11 @@ def test_an_s3_server_restarting_during_a_registration_is_retried(tmp_path, tiny
 
         monkeypatch.setattr(S3Store, "put_file", restart_then_upload)
         second = make_run_outputs(tmp_path / "b", tiny_random_model, 2)
-        assert register(cfg, **second)["version"] == 2
+        try:
+            assert register(cfg, **second)["version"] == 2
+        finally:
+            if restart is not None:
+                restart.join()
         assert restart is not None
         registry = Registry(cfg.registry.uri)
         assert registry.versions("reviews") == [1, 2]
@@ -112,8 +107,3 @@ def test_an_s3_server_restarting_during_a_registration_is_retried(tmp_path, tiny
         assert sha256_file(kept / "model.safetensors") == sha256_file(
             second["model_dir"] / "model.safetensors"
         )
-    finally:
-        if restart is not None:
-            restart.join()
-        server.stop()
-        s3_client.cache_clear()

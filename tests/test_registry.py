@@ -220,21 +220,11 @@ def test_two_processes_registering_at_once_lose_nothing(registry_uri, outputs):
 def test_server_stopped_during_an_upload_leaves_no_half_version(tmp_path, tiny_random_model, monkeypatch):
     """The S3 server goes down while a version's files are uploading: a clear error, and after the
     server is back the registry shows only complete versions and an unchanged champion."""
-    from conftest import S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server
+    from conftest import S3_BUCKET, private_s3
 
-    from warmstart.storage import S3Store, StorageError, s3_client
+    from warmstart.storage import S3Store, StorageError
 
-    server = S3Server(tmp_path / "s3")
-    try:
-        for key, value in {
-            "AWS_ENDPOINT_URL": server.endpoint,
-            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_MAX_ATTEMPTS": "2",
-        }.items():
-            monkeypatch.setenv(key, value)
-        s3_client.cache_clear()
+    with private_s3(tmp_path / "s3", monkeypatch, AWS_MAX_ATTEMPTS="2") as server:
         uri = f"s3://{S3_BUCKET}/faults"
         register(config(uri), **make_run_outputs(tmp_path / "a", tiny_random_model, 1))
 
@@ -256,9 +246,6 @@ def test_server_stopped_during_an_upload_leaves_no_half_version(tmp_path, tiny_r
         assert registry.versions("reviews") == [1]
         assert registry.alias("reviews", "champion") == 1
         assert register(config(uri), **make_run_outputs(tmp_path / "c", tiny_random_model, 3))["version"] == 3
-    finally:
-        server.stop()
-        s3_client.cache_clear()
 
 
 def _cli(*args):
