@@ -132,14 +132,16 @@ def test_missing_values_are_dropped_and_counted(tmp_path):
 
 def test_quoted_newlines_quotes_and_a_long_line_are_read(tmp_path):
     long_text = "word " * 600_000  # 3 MB in one field
-    content = ROWS + '"a review\nover two lines",pos\n"she said ""fine""",neg\n' + f'"{long_text}",pos\n'
+    content = ROWS + '"a review\nover two lines",pos\n"she said ""fine""",neg\na 5" screen,pos\n'
+    content += f'"{long_text}",pos\n'
     card = ingest_file(tmp_path, "q.csv", content)
     texts = set()
     for split in ("train", "validation", "test"):
         texts |= set(pq.read_table(tmp_path / "out" / f"{split}.parquet")["text"].to_pylist())
     assert "a review over two lines" in texts and 'she said "fine"' in texts
+    assert 'a 5" screen' in texts  # a stray quote inside a field is a character
     assert long_text.strip() in texts
-    assert sum(card["rows"].values()) == 43
+    assert sum(card["rows"].values()) == 44
 
 
 def test_another_encoding_is_read_when_named(tmp_path):

@@ -72,3 +72,33 @@ def test_model_without_safetensors(tmp_path, tiny_random_model):
     (model / "model.safetensors").rename(model / "pytorch_model.bin")
     result = run_with(tmp_path, f"model.source={model}")
     assert_one_clear_error(result, tmp_path, "fetch_model:", "no *.safetensors weights", "refused")
+
+
+def test_data_that_is_not_utf8(tmp_path, data_file):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(data_file.read_bytes() + "crème brûlée,pos\n".encode("latin-1"))
+    result = run_with(
+        tmp_path,
+        f"data.source={latin}",
+        "data.test_source=",
+        "data.text_column=text",
+        "data.label_column=sentiment",
+    )
+    assert_one_clear_error(
+        result, tmp_path, "ingest:", "is not UTF-8: line 23, byte 3 is 0xe8", "data.encoding"
+    )
+
+
+def test_a_model_archive_with_an_entry_outside(tmp_path):
+    import io
+    import tarfile
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as bundle:
+        info = tarfile.TarInfo("../../home/user/.bashrc")
+        info.size = 4
+        bundle.addfile(info, io.BytesIO(b"evil"))
+    result = run_with(tmp_path, f"model.source={archive}")
+    assert_one_clear_error(
+        result, tmp_path, "fetch_model:", "entry '../../home/user/.bashrc'", "nothing was unpacked"
+    )
