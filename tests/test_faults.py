@@ -107,3 +107,21 @@ def test_an_s3_server_restarting_during_a_registration_is_retried(tmp_path, tiny
         assert sha256_file(kept / "model.safetensors") == sha256_file(
             second["model_dir"] / "model.safetensors"
         )
+
+
+def test_a_filesystem_without_hard_links_still_creates_objects_once(tmp_path, monkeypatch):
+    """Some mounts (FUSE, SMB) refuse hard links: create falls back to an exclusive open."""
+    import errno
+    import os
+
+    from warmstart.storage import LocalStore
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    store = LocalStore(str(tmp_path / "store"))
+    monkeypatch.setattr(os, "link", no_links)
+    assert store.create("a/claim.json", b"first")
+    assert not store.create("a/claim.json", b"second")
+    assert store.read("a/claim.json")[0] == b"first"
+    assert [p.name for p in (tmp_path / "store" / "a").iterdir()] == ["claim.json"]

@@ -283,10 +283,10 @@ def unpack_archive(archive: Path, target: Path, uri: str) -> Path:
                     bundle.extractall(target, members, filter="data")  # the same rules, checked again
                 else:  # pragma: no cover - Python without the extraction filters (before 3.10.12)
                     bundle.extractall(target, members)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
-        if isinstance(err, StorageError):
-            raise
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
         raise StorageError(f"'{uri}' is not a readable archive ({err}); check the file") from None
+    except OSError as err:
+        raise StorageError(f"'{uri}' could not be unpacked into {target}: {err.strerror or err}") from None
     root = target
     while True:
         entries = [e for e in root.iterdir() if not e.name.startswith(".") and e.name != "__MACOSX"]
@@ -416,8 +416,28 @@ class LocalStore(Store):
                 os.link(temp, target)  # only if absent, and only ever whole: a full disk leaves nothing
             except FileExistsError:
                 return False
+            except OSError as err:
+                if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                return self._create_in_place(target, data)  # a filesystem without hard links
             finally:
                 os.unlink(temp)
+        return True
+
+    @staticmethod
+    def _create_in_place(target: Path, data: bytes) -> bool:
+        try:
+            handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
         return True
 
     def replace(self, key: str, data: bytes, tag: str | None) -> bool:
