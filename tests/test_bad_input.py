@@ -92,6 +92,7 @@ BAD = [
         {},
         ["could not be read as jsonl", "JSON parse error"],
     ),
+    ("no usable row", "n.csv", "text,label\na,\n,b\nc,nan\n", {}, ["has no usable rows", "(3)"]),
     ("unknown extension", "d.xlsx", ROWS, {}, ["cannot tell the format", "data.format"]),
     ("missing file", None, None, {}, ["does not exist", "check the path"]),
 ]

@@ -110,3 +110,38 @@ def test_every_row_comes_back_normalised(tmp_path, fmt, rows):
     assert read_as == fmt
     assert table["key"].to_pylist() == [normalised(t) for t, _ in rows]
     assert table["label"].to_pylist() == [y.strip() for _, y in rows]
+
+
+ROW_TEXT = TEXT | st.sampled_from(["", " ", "nan", "same text"])
+ROW_LABEL = st.sampled_from(["a"] * 6 + ["b"] * 6 + ["c", "", "nan"])
+
+
+@SETTINGS
+@given(
+    rows=st.one_of(
+        st.lists(st.tuples(ROW_TEXT, ROW_LABEL), max_size=8),  # tiny: mostly errors
+        st.lists(st.tuples(ROW_TEXT, ROW_LABEL), min_size=40, max_size=80),  # mostly splits
+    )
+)
+def test_ingest_of_any_small_table_is_splits_or_one_data_error(tmp_path_factory, rows):
+    """Tiny, empty, one-class, all-missing, all-duplicate tables: never a crash, never a card
+    beside an error; and when it succeeds every kept row is in exactly one split."""
+    from warmstart.config import DataConfig
+    from warmstart.errors import DataError
+    from warmstart.ingest import ingest
+
+    work = tmp_path_factory.mktemp("ingest")
+    write(work / "d.csv", "csv", rows)
+    try:
+        card = ingest(
+            DataConfig(source=str(work / "d.csv"), text_column="text", label_column="label"), work / "out"
+        )
+    except DataError as err:
+        assert "\n" not in str(err)
+        assert not (work / "out" / "data_card.json").exists()
+        return
+    splits = [pq.read_table(work / "out" / f"{name}.parquet") for name in ("train", "validation", "test")]
+    assert [s.num_rows for s in splits] == [card["rows"][n] for n in ("train", "validation", "test")]
+    removed = card["removed"]
+    dropped = removed["empty"] + removed["duplicates"] + sum(removed["leakage"].values())
+    assert sum(card["rows"].values()) + dropped == len(rows)

@@ -535,6 +535,12 @@ def ingest(cfg: DataConfig, output_dir: str | Path) -> dict[str, Any]:
     modality = "image" if "image" in source.column_names else "text"
     source, keys, removed = _clean(source)
     what = f"data.source '{cfg.source}'"
+    if source.num_rows == 0:
+        unreadable = f" or an unreadable image ({removed['unreadable']})" if removed["unreadable"] else ""
+        raise DataError(
+            f"{what} has no usable rows: every row has an empty or missing {'image' if modality == 'image' else 'text'} "
+            f"or label ({removed['empty']}){unreadable}; check data.text_column and data.label_column"
+        )
     leaked = {"test": 0, "validation": 0}
     if cfg.test_source:
         test, _ = read_table(cfg.test_source, cfg, "data.test_source")
