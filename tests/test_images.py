@@ -77,6 +77,15 @@ def test_tables_of_paths_or_bytes_hold_the_same_data_as_the_folder(tmp_path, ima
 
     folder = ingest(DataConfig(source=str(image_folder), test_source=""), tmp_path / "folder")["fingerprint"]
     assert fingerprint(image_folder.parent / "index.jsonl", "file") == folder
+    # A CSV of relative paths in another encoding: the paths are still read from the CSV's folder.
+    (image_folder.parent / "index.csv").write_text(
+        "file,class\n"
+        + "".join(f"{image_folder.name}/{f},{y}\n" for f, y in zip(files, labels, strict=True)),
+        encoding="utf-16",
+    )
+    values = {"image_column": "file", "label_column": "class", "encoding": "utf-16", "test_source": ""}
+    card = ingest(DataConfig(source=str(image_folder.parent / "index.csv"), **values), tmp_path / "utf16")
+    assert card["fingerprint"] == folder
     assert fingerprint(tmp_path / "bytes.parquet", "img") == folder
     assert fingerprint(tmp_path / "structs.parquet", "img") == folder
 

@@ -231,6 +231,7 @@ def _read_local_table(
         raise DataError(f"{what} '{uri}' is an empty file; it needs a header and labelled rows")
     content_column = cfg.image_column or cfg.text_column
     _check_kind(path, fmt, uri, what)
+    folder = path.parent  # relative image paths are read from here, not from a re-encoded copy's
     path = _as_utf8(path, fmt, cfg.encoding, uri, what, scratch)
     bad_rows: list[Any] = []
     with _unreadable_as_data_error(what, uri, fmt, path, bad_rows):
@@ -271,7 +272,7 @@ def _read_local_table(
     label = pa.chunked_array(labels, pa.string())
     if cfg.image_column:
         remote = scheme_of(uri) in ("s3", "http", "https")
-        base = uri.rsplit("/", 1)[0] if remote else str(path.parent)
+        base = uri.rsplit("/", 1)[0] if remote else str(folder)
         column = pa.chunked_array(contents, schema.field(content_column).type)
         names, images = _images_from_column(column, base, uri, what, scratch)
         return _image_frame(names, images, label.to_pylist()), fmt
@@ -365,6 +366,11 @@ def _as_utf8(path: Path, fmt: str, encoding: str, uri: str, what: str, scratch: 
     from `encoding` as it streams."""
     if fmt == "parquet" or codecs.lookup(encoding).name == "utf-8":
         return path
+    if _compressed(path):
+        raise DataError(
+            f"{what} '{uri}': data.encoding={encoding} applies to uncompressed files; decompress it, or save "
+            f"it as UTF-8"
+        )
     copy = scratch / f"utf8-{path.name}"
     try:
         with (
