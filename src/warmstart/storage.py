@@ -390,15 +390,20 @@ class LocalStore(Store):
         """`data` in a hidden file beside `target`, on disk (fsync) before anyone can see it."""
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        self._fill(handle, data, Path(temp))
+        return temp
+
+    @staticmethod
+    def _fill(handle: int, data: bytes, path: Path) -> None:
+        """Write `data` through the open file `handle`, on disk (fsync); on failure `path` is removed."""
         try:
             with os.fdopen(handle, "wb") as out:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
         except BaseException:
-            os.unlink(temp)
+            path.unlink(missing_ok=True)
             raise
-        return temp
 
     def _write(self, target: Path, data: bytes) -> None:
         temp = self._temp_copy(target, data)
@@ -430,14 +435,7 @@ class LocalStore(Store):
             handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
+        LocalStore._fill(handle, data, target)
         return True
 
     def replace(self, key: str, data: bytes, tag: str | None) -> bool:
