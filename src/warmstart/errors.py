@@ -5,6 +5,12 @@ class WarmstartError(Exception):
     """A mistake in the user's data, model, URI or config: the message says what, where and what to do."""
 
 
+def naming(kind: type[WarmstartError], what: str, err: WarmstartError) -> WarmstartError:
+    """`err` as a `kind` error whose message starts with the setting it came from, `what`."""
+    message = str(err)
+    return kind(message if message.startswith(what) else f"{what}: {message}")
+
+
 class ConfigError(WarmstartError):
     """The config file or a --set override is invalid."""
 

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from safetensors import safe_open
 
 from warmstart.config import ModelConfig
-from warmstart.errors import ModelError, WarmstartError
+from warmstart.errors import ModelError, WarmstartError, naming
 from warmstart.storage import (
     fetch_file,
     fetch_tree,
@@ -204,7 +204,7 @@ def _unpacked(uri: str, scratch: Path, what: str) -> Path:
         archive = fetch_file(uri, what, scratch)
         return unpack_archive(archive, scratch / "unpacked", uri)
     except WarmstartError as err:
-        raise ModelError(f"{what}: {err}" if not str(err).startswith(what) else str(err)) from None
+        raise naming(ModelError, what, err) from None
 
 
 def _local_model_dir(uri: str, what: str) -> Path:

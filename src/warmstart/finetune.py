@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from warmstart.checkpoints import Checkpoints, arm_run
 from warmstart.config import Config
 from warmstart.errors import ConfigError, ModelError
-from warmstart.fetch import load_manifest, verify_manifest
+from warmstart.fetch import verify_manifest
 from warmstart.ingest import load_card
 from warmstart.inputs import Inputs, auto_model, build_classifier, inputs_for
 from warmstart.metrics import all_metrics
@@ -138,11 +138,13 @@ def _world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def _checkpoints(cfg: Config, init: Init, card: dict[str, Any], base_model_dir: Path) -> Checkpoints | None:
+def _checkpoints(
+    cfg: Config, init: Init, card: dict[str, Any], manifest: dict[str, Any]
+) -> Checkpoints | None:
     root = cfg.checkpoint_root()
     if not root or not cfg.train.checkpoint_steps:
         return None
-    run = arm_run(cfg, init, card, load_manifest(base_model_dir))
+    run = arm_run(cfg, init, card, manifest)
     return Checkpoints(root, run, cfg.train.checkpoint_keep)
 
 
@@ -374,7 +376,7 @@ def _train(
     eval_every = max(1, math.ceil(total_steps / train_cfg.eval_points))
     learning_rate = train_cfg.learning_rate if init == "pretrained" else train_cfg.scratch_learning_rate
     eval_batch_size = max(64, train_cfg.batch_size)
-    checkpoints = _checkpoints(cfg, init, card, base_model_dir)
+    checkpoints = _checkpoints(cfg, init, card, manifest)
     resume = _resume_point(checkpoints, trainer_dir)
     workers = loader_workers(cuda, cache)
     if workers and inputs.modality == "text":

@@ -30,7 +30,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from warmstart.config import DataConfig
-from warmstart.errors import DataError, WarmstartError
+from warmstart.errors import DataError, WarmstartError, naming
 from warmstart.storage import fetch_file, fetch_tree, is_archive, list_s3, scheme_of, unpack_archive
 
 SPLITS = ("train", "validation", "test")
@@ -53,7 +53,7 @@ LARGE_EMPTY_AND_LF = (pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def detect_format(path: Path, requested: str, uri: str, what: str = "data") -> str:
+def detect_format(path: Path, requested: str, uri: str, what: str) -> str:
     if requested != "auto":
         return requested
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bz2", ".zst")]
@@ -84,7 +84,7 @@ def read_table(uri: str, cfg: DataConfig, what: str) -> tuple[pa.Table, str]:
         except DataError:
             raise
         except WarmstartError as err:
-            raise DataError(f"{what}: {err}" if not str(err).startswith(what) else str(err)) from None
+            raise naming(DataError, what, err) from None
         if path.is_dir():
             return _read_image_folder(path, uri, what), "imagefolder"
         return _read_local_table(path, uri, cfg, what, Path(scratch))
