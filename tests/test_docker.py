@@ -87,5 +87,5 @@ def test_images_install_warmstart_as_the_readme_does_and_carry_its_version(path)
 
 def test_the_build_context_leaves_out_local_state():
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for entry in (".git", ".venv", "warmstart-work", "tests", "**/__pycache__"):
+    for entry in (".git", ".venv", "warmstart-work", ".gpu", "tests", "**/__pycache__"):
         assert entry in ignored
