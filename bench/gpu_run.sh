@@ -6,10 +6,10 @@
 #   OUT_DIR         gets gpu_throughput.json, pytest_gpu.log and gpu_throughput.log; default
 #                   bench/results on a GPU, a new temporary folder for the smoke run
 #   BUDGET_SECONDS  default 400: the benchmark starts no setup likely to end later than this (about
-#                   what all its setups took on an H200); the tests take a minute or two more
-# With a .gpu/ folder from bench/gpu_prepare.sh (for a machine with PyTorch but no network access),
-# its wheels are installed into a scratch directory first and src/ is put on the path, so nothing is
-# installed into the machine's own environment.
+#                   what all its setups should take on an H200); the tests take a minute or two more
+# src/ is put on the path, so warmstart need not be installed. With a .gpu/ folder from
+# bench/gpu_prepare.sh (for a machine with PyTorch but no network access), its wheels are installed
+# into a scratch directory first: nothing is installed into the machine's own environment.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 budget=${2:-400}
@@ -18,8 +18,9 @@ if [ -d .gpu/wheels ]; then
   site=$(mktemp -d /tmp/warmstart-site.XXXXXX)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .gpu/wheels/*.whl \
     || { echo "gpu_run: the wheels in .gpu/wheels did not install; rerun bench/gpu_prepare.sh for this machine's Python" >&2; exit 1; }
-  export PYTHONPATH="$site:$PWD/.gpu/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONPATH="$site:$PWD/.gpu/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 # Every import the tests and the benchmark need, before any GPU time is spent on them.
 python3 - <<'EOF' || exit 1
 import sys
