@@ -26,7 +26,7 @@ python3 - <<'EOF' || exit 1
 import sys
 try:
     import datasets, pyarrow, pydantic, torch, transformers
-    import warmstart.finetune  # noqa: F401
+    import warmstart.finetune
 except ImportError as missing:
     sys.exit(f"gpu_run: {missing}; run bench/gpu_prepare.sh where PyPI is reachable and bring .gpu/ along")
 names = ("torch", "transformers", "datasets", "pyarrow", "pydantic")

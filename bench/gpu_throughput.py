@@ -185,7 +185,7 @@ def main() -> None:
 
     def record(name: str, run, expected_s: float) -> None:
         """Run one setup; its samples/s become TFLOP/s and MFU. A failing setup is recorded, not fatal;
-        one that would likely overrun the budget (taking `expected_s`, from earlier H200 runs) is skipped."""
+        one that would likely overrun the budget (taking about `expected_s`) is skipped."""
         elapsed = time.perf_counter() - script_started
         if options.budget_s is not None and elapsed + expected_s > options.budget_s:
             print(
@@ -307,7 +307,8 @@ def main() -> None:
 
             return run
 
-        # Most telling first; the seconds are what each took on an H200 (compile included).
+        # Most telling first. The seconds are what each took in the earlier H200 run (compile included),
+        # rounded up; the two setups new at batch 512 compiled have not run yet and are guesses.
         record(f"warmstart batch {main_batch}", warmstart(main_batch), 25)
         record(f"warmstart batch {main_batch} compile", warmstart(main_batch, True), 65)
         record(f"warmstart batch {large} compile", warmstart(large, True), 75)
