@@ -15,18 +15,25 @@ def fetch_model(
 ) -> str:
     """Resolve model.source into safetensors weights, config and tokenizer or image processor, with
     manifest.json. With model.candidates, the one with the best LogME score on the training split.
+    Then the linear probe of the chosen model and its random init (the start the gate reports),
+    written beside the pre-screen.
 
     Returns the model's fingerprint (its files' digests), which finetune takes as a parameter.
     """
     from warmstart.config import Config
     from warmstart.fetch import model_fingerprint
+    from warmstart.probe import linear_probe
     from warmstart.screen import fetch_best
     from warmstart.stage import user_errors
 
     with user_errors("fetch_model"):
-        manifest, ranked = fetch_best(Config.from_dict(config), dataset.path, base_model.path, screening.path)
+        cfg, features = Config.from_dict(config), {}
+        manifest, ranked = fetch_best(cfg, dataset.path, base_model.path, screening.path, features)
+        probe = linear_probe(cfg, dataset.path, base_model.path, screening.path, features)
     base_model.metadata.update({k: manifest[k] for k in ("source", "revision", "architecture", "parameters")})
     for entry in ranked.get("ranking", []):
         scores.log_metric(f"logme {entry['source']}", entry["logme"])
+    for arm in ("pretrained", "random_init"):
+        scores.log_metric(f"probe {arm} {probe['metric']}", probe[arm][probe["metric"]])
     screening.metadata.update({k: ranked[k] for k in ("screened", "chosen")})
     return model_fingerprint(manifest)

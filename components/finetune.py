@@ -9,7 +9,7 @@ from warmstart.components import DEFAULT_IMAGE
 def finetune(
     config: dict,
     init: str,
-    seed: int,
+    run: dict,
     data_fingerprint: str,
     base_fingerprint: str,
     dataset: Input[Dataset],
@@ -18,8 +18,9 @@ def finetune(
     evaluation: Output[Dataset],
     metrics: Output[Metrics],
 ):
-    """Train one arm (init = pretrained or scratch) with one of train.seeds; evaluation holds test
-    predictions and the learning curve.
+    """Train one arm (init = pretrained or scratch) for one run of the plan (its seed, data fraction and
+    share of the tuning grid: successive halving over those rates on the validation split);
+    evaluation holds test predictions, the learning curve and every trial.
 
     The fingerprints of the dataset and the base model are parameters so that KFP's cache key,
     which names input artifacts but does not look inside them, changes when their content does.
@@ -28,20 +29,33 @@ def finetune(
     from warmstart.finetune import finetune as train
     from warmstart.freshness import check_inputs
     from warmstart.stage import user_errors
+    from warmstart.tuning import share_of
 
     with user_errors(f"finetune[{init}]"):
         check_inputs(dataset.path, base_model.path, data_fingerprint, base_fingerprint)
+        cfg = Config.from_dict(config).for_seed(int(run["seed"]))
+        rates = share_of(cfg, init, int(run["share"]))
         summary = train(
-            Config.from_dict(config).for_seed(int(seed)),
+            cfg,
             init,
             dataset.path,
             base_model.path,
             model.path,
             evaluation.path,
+            rates,
+            float(run["fraction"]),
         )
     for name, value in summary["test_metrics"].items():
         metrics.log_metric(f"test_{name}", value)
     for name in ("train_seconds", "train_samples_per_second"):  # what the arm cost, in the KFP UI
         if summary.get(name) is not None:
             metrics.log_metric(name, summary[name])
-    model.metadata.update({"init": init, "seed": int(seed), "sha256": summary["model_sha256"]})
+    for trial in summary["tuning"]["trials"]:  # every rate tried: its steps and validation metric
+        for key in ("steps", *trial["validation"]):
+            metrics.log_metric(
+                f"lr {trial['learning_rate']:g} {key}", trial.get(key, trial["validation"].get(key))
+            )
+    metrics.log_metric("learning_rate", summary["learning_rate"])
+    model.metadata.update(
+        {"init": init, **run, "learning_rate": summary["learning_rate"], "sha256": summary["model_sha256"]}
+    )

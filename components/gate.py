@@ -54,6 +54,17 @@ def gate(
         metrics.log_metric(f"{arm}_{decision['metric']}", decision[arm][decision["metric"]])
     confusion.log_confusion_matrix(decision["label_names"], decision["pretrained"]["confusion_matrix"])
     confusion_scratch.log_confusion_matrix(decision["label_names"], decision["scratch"]["confusion_matrix"])
+    floor = decision["baselines"]
+    metrics.log_metric(f"floor_{decision['metric']}", floor["value"])
+    metrics.log_metric("scratch_clears_floor", float(floor["learned"]))
+    for name, test in decision["curves"]["tests"].items():
+        if "ci_low" in test:
+            metrics.log_metric(f"{name}_difference", test["difference"])
+    for arm, chosen in decision["tuning"]["arms"].items():  # the rates the search chose, per seed
+        for seed, rate in chosen["chosen"].items():
+            metrics.log_metric(f"{arm}_learning_rate_seed_{seed}", rate)
+    if decision["tuning"]["cost"]["ratio"] is not None:
+        metrics.log_metric("tuning_cost_ratio", decision["tuning"]["cost"]["ratio"])
     if decision["champion"] and decision["champion"]["comparable"]:
         metrics.log_metric("champion_gain_estimate", decision["champion"]["gain"]["estimate"])
     result.metadata.update({k: decision[k] for k in ("verdict", "passed", "promote", "decided_by")})

@@ -9,14 +9,15 @@ from warmstart.components import DEFAULT_IMAGE
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def ingest(config: dict, force: bool, dataset: Output[Dataset], freshness: Output[Markdown]) -> NamedTuple(
-    "Outputs", train=bool, seeds=list[int], fingerprint=str, status=dict
+    "Outputs", train=bool, runs=list[dict], fingerprint=str, status=dict
 ):
     """Read, clean and split the labelled data; the directory holds the splits and data_card.json.
 
     Then compare with the registry's champion: `train` is false when the data, the pretrained
     source and the training settings are all what they were for it (and `force` is not set), so
-    the pipeline ends without training. `seeds` (train.seeds, or [train.seed]) are the runs of
-    each arm; `fingerprint` identifies the data, so the tasks after this one cache on content.
+    the pipeline ends without training. `runs` are the training runs of each arm (one per seed,
+    data fraction and share of the tuning grid: warmstart.tuning.plan); `fingerprint` identifies
+    the data, so the tasks after this one cache on content.
     """
     from collections import namedtuple
     from pathlib import Path
@@ -25,6 +26,7 @@ def ingest(config: dict, force: bool, dataset: Output[Dataset], freshness: Outpu
     from warmstart.freshness import check, markdown
     from warmstart.ingest import ingest as ingest_data
     from warmstart.stage import report_outcome, user_errors
+    from warmstart.tuning import plan
 
     with user_errors("ingest"):
         cfg = Config.from_dict(config)
@@ -35,5 +37,5 @@ def ingest(config: dict, force: bool, dataset: Output[Dataset], freshness: Outpu
     dataset.metadata.update({"rows": card["rows"], "fingerprint": card["fingerprint"]})
     Path(freshness.path).write_text(markdown(record), encoding="utf-8")
     freshness.metadata.update({k: record[k] for k in ("train", "status", "champion")})
-    outputs = namedtuple("Outputs", "train seeds fingerprint status")
-    return outputs(record["train"], cfg.train.run_seeds(), card["fingerprint"], record)
+    outputs = namedtuple("Outputs", "train runs fingerprint status")
+    return outputs(record["train"], plan(cfg), card["fingerprint"], record)

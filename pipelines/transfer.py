@@ -1,16 +1,19 @@
 """The DAG, reading like the picture in the README.
 
-ingest ─┬─[something changed]─► fetch_model ──► for each seed ──┬─► finetune(init=pretrained) ─┐
-        │                                                       └─► finetune(init=scratch)   ──┼─► gate ──► [passed] register
-        │                       evaluate_champion (the registry's champion) ───────────────────┘
+ingest ─┬─[something changed]─► fetch_model ──► for each run ──┬─► finetune(init=pretrained) ─┐
+        │                       (+ linear probe)               └─► finetune(init=scratch)   ──┼─► gate ──► [passed] register
+        │                       evaluate_champion (the registry's champion) ──────────────────┘
         └─[nothing changed]──► skipped
 
 ingest compares the run with the registry's champion: when the data (its fingerprint), the
 pretrained source and the training settings are the same, the run ends at `skipped` unless the
-`force` parameter is true. fetch_model pre-screens model.candidates when there are any. The loop
-runs over train.seeds, which ingest returns from the run's config. evaluate_champion predicts this
-run's test split with the current champion, when there is one, so the gate can compare the
-challenger with it on the same rows."""
+`force` parameter is true. fetch_model pre-screens model.candidates when there are any, and probes
+the chosen model's frozen features (the start). The loop runs over the plan ingest returns from the
+run's config: one run per training seed, data fraction (gate.data_fractions) and share of the tuning
+grid (tune.parallel_trials); each finetune searches its share of its arm's learning rates by
+successive halving. The gate takes the best run of each arm per seed on validation.
+evaluate_champion predicts this run's test split with the current champion, when there is one, so
+the gate can compare the challenger with it on the same rows."""
 
 from pathlib import Path
 from typing import Any
@@ -37,11 +40,14 @@ PIPELINE_NAME = "warmstart-transfer"
 SKIPPED_TASK = "skipped: nothing changed"
 
 
-def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, seeds_at_once: int = 0) -> Any:
+def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, runs_at_once: int | None = None) -> Any:
     """The pipeline with `config` as its default parameters and every task running in `image`.
 
-    `seeds_at_once` caps how many seeds train at the same time (0: as many as the cluster allows).
+    `runs_at_once` caps how many runs of the plan train at the same time, two finetune tasks each
+    (default: cluster.max_parallel_trainings; 0: as many as the cluster allows).
     """
+    if runs_at_once is None:
+        runs_at_once = config.cluster.max_parallel_trainings
 
     # One GPU per training process; a multi-node run's GPUs belong to its TrainJob instead.
     gpus = config.train.nproc_per_node if config.train.num_nodes == 1 else 0
@@ -84,7 +90,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, seeds_at_once: in
         config: dict,
         run_id: str,
         pipeline_job: str,
-        seeds: list,
+        runs: list,
         data_fingerprint: str,
         base_fingerprint: str,
         dataset: Input[Dataset],
@@ -94,13 +100,13 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, seeds_at_once: in
         # Its own sub-DAG so that every value the seed loop reads is an input of this DAG: kfp.local
         # (2.17) hands a loop task the loop item in place of any sibling task's output parameter.
         arms = {}
-        with dsl.ParallelFor(seeds, parallelism=seeds_at_once, name="seeds") as seed:
+        with dsl.ParallelFor(runs, parallelism=runs_at_once, name="runs") as run:
             for init in ("pretrained", "scratch"):
                 arms[init] = in_image(
                     finetune(
                         config=config,
                         init=init,
-                        seed=seed,
+                        run=run,
                         data_fingerprint=data_fingerprint,
                         base_fingerprint=base_fingerprint,
                         dataset=dataset,
@@ -135,8 +141,9 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, seeds_at_once: in
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
-        description="Fine-tune a pretrained model and a from-scratch baseline of the same architecture, once "
-        "per training seed; register the fine-tuned model only if the gate finds positive transfer. "
+        description="Fine-tune a pretrained model and a from-scratch baseline of the same architecture, each "
+        "with its learning rate tuned on validation, once per training seed; register the fine-tuned model "
+        "only if the gate finds positive transfer. "
         "Ends early when the data, the pretrained source and the training settings are those of the "
         "registry's champion, unless force is true.",
     )
@@ -151,7 +158,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, seeds_at_once: in
                 config=config,
                 run_id=run_id,
                 pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                seeds=data.outputs["seeds"],
+                runs=data.outputs["runs"],
                 data_fingerprint=data.outputs["fingerprint"],
                 base_fingerprint=base.outputs["Output"],
                 dataset=data.outputs["dataset"],

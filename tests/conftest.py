@@ -83,9 +83,16 @@ def synthetic_csv(tmp_path_factory) -> Path:
 
 
 def tiny_config(
-    data: Path, model: Path, registry: Path | None = None, images: bool = False, **train
+    data: Path,
+    model: Path,
+    registry: Path | None = None,
+    images: bool = False,
+    tune: dict | None = None,
+    **train,
 ) -> Config:
-    """A config that trains a tiny model for a few seconds (on the synthetic reviews, or on images)."""
+    """A config that trains a tiny model for a few seconds (on the synthetic reviews, or on images).
+
+    Each arm trains at its one rate unless `tune` (the tune section) turns the search on."""
     columns = {} if images else {"text_column": "text", "label_column": "sentiment"}
     values = {
         "data": {"source": str(data), "test_source": "", "test_fraction": 0.25, **columns},
@@ -101,6 +108,7 @@ def tiny_config(
             "precision": "fp32",
             **train,
         },
+        "tune": tune if tune is not None else {"enabled": False},
         "gate": {"bootstrap_samples": 2000},
         "registry": {"uri": str(registry or ""), "name": "tiny"},
     }

@@ -50,7 +50,7 @@ def test_unknown_key_names_the_key_and_the_valid_choices():
 
 
 def test_unknown_section_lists_the_sections():
-    with pytest.raises(ConfigError, match="valid keys here: data, model, train, gate, registry"):
+    with pytest.raises(ConfigError, match="valid keys here: data, model, train, tune, gate, registry"):
         Config.from_dict({"trainer": {}})
 
 

@@ -95,6 +95,32 @@ def test_step_budget_accumulation_and_schedule(prepared):
     assert summary["lr_schedule"] == "cosine"
 
 
+def test_an_accumulated_step_is_the_step_of_one_batch(prepared):
+    """Two passes of 8 rows per step train exactly as one pass of 16: the step's loss is the mean over
+    its 16 rows, not the sum of two means (BERT's head ignores the Trainer's row count). Cached
+    features and no dropout, so the two runs may differ only in rounding."""
+    from safetensors import safe_open
+
+    cfg, work = prepared
+    weights, steps = {}, set()
+    for batch, accumulation in ((16, 1), (8, 2)):
+        tuned = with_train(
+            cfg,
+            strategy="feature_extraction",
+            learning_rate=0.5,  # large steps, so clipping (max norm 1) and a doubled gradient would show
+            weight_decay=0.0,
+            batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+        )
+        out = work / f"accumulate-{batch}"
+        summary = finetune(tuned, "pretrained", work / "data", work / "base", out / "m", out / "e")
+        steps.add(summary["steps"])
+        with safe_open(out / "m" / "model.safetensors", "np") as tensors:
+            weights[batch] = tensors.get_tensor("classifier.weight")
+    assert len(steps) == 1
+    assert np.allclose(weights[16], weights[8], atol=1e-5), (weights[16], weights[8])
+
+
 def test_early_stopping_ends_an_arm_whose_metric_stopped_improving(prepared):
     cfg, work = prepared
     cfg = with_train(cfg, epochs=8, eval_points=16, early_stopping_patience=3, learning_rate=1e-2)

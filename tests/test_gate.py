@@ -11,9 +11,34 @@ from warmstart.gate import apply_policy, curve_tests, decide, gate, mean_curve, 
 from warmstart.metrics import metric, weighted_metric
 
 
-def fake_evaluation(directory, init, labels, predicted, curve, fingerprint="t" * 64, seed=0):
-    """An evaluation directory as finetune writes it, with chosen predictions."""
+def fake_evaluation(
+    directory,
+    init,
+    labels,
+    predicted,
+    curve,
+    fingerprint="t" * 64,
+    seed=0,
+    fraction=1.0,
+    learning_rate=1e-4,
+    validation=None,
+    trials=None,
+):
+    """An evaluation directory as finetune writes it, with chosen predictions; `validation` (labels,
+    predicted: rows × curve points) adds the per-row validation predictions, `trials` the search's
+    trials [(rate, validation accuracy)]."""
     directory.mkdir(parents=True)
+    if validation is not None:
+        pq.write_table(
+            pa.table(
+                {
+                    "id": np.arange(len(validation[0])),
+                    "label": validation[0],
+                    "predicted": validation[1].tolist(),
+                }
+            ),
+            directory / "validation_predictions.parquet",
+        )
     classes = int(max(labels.max(), predicted.max())) + 1
     probabilities = np.eye(classes)[predicted].astype(np.float32)
     pq.write_table(
@@ -28,10 +53,29 @@ def fake_evaluation(directory, init, labels, predicted, curve, fingerprint="t" *
         ),
         directory / "predictions.parquet",
     )
+    trials = trials or [(learning_rate, curve[-1]["accuracy"])]
     summary = {
         "init": init,
-        "learning_rate": 1e-4,
-        "train_rows": 500,
+        "learning_rate": learning_rate,
+        "data_fraction": fraction,
+        "tuning": {
+            "enabled": len(trials) > 1,
+            "learning_rates": [rate for rate, _ in trials],
+            "grid": sorted(rate for rate, _ in trials),
+            "reduction": 3,
+            "rule": "the best validation accuracy, then the lowest validation loss",
+            "steps": 100 * len(trials),
+            "trials": [
+                {
+                    "learning_rate": rate,
+                    "steps": 100,
+                    "validation": {"accuracy": score, "macro_f1": score, "loss": 0.5},
+                    "chosen": rate == learning_rate,
+                }
+                for rate, score in trials
+            ],
+        },
+        "train_rows": int(500 * fraction),
         "steps": 100,
         "train_seconds": 1.0,
         "model_sha256": f"{init}-{seed}",
@@ -118,11 +162,53 @@ def test_verdicts(low, high, min_gain, verdict):
 
 
 def test_curve_tests_answer_start_slope_and_asymptote():
-    tests = curve_tests(curve([0.7, 0.8, 0.85, 0.86, 0.86]), curve([0.5, 0.55, 0.7, 0.84, 0.88]), "accuracy")
+    """Each test says "higher" only when its interval lies above zero; without intervals, nothing is."""
+    pretrained, scratch = curve([0.7, 0.8, 0.85, 0.86, 0.86]), curve([0.5, 0.55, 0.7, 0.84, 0.88])
+    intervals = {
+        "start": {"ci_low": 0.1, "ci_high": 0.3, "confidence": 0.95},
+        "slope": {"ci_low": 0.01, "ci_high": 0.2, "confidence": 0.95},
+        "asymptote": {"ci_low": -0.05, "ci_high": 0.01, "confidence": 0.95},
+    }
+    tests = curve_tests(pretrained, scratch, "accuracy", intervals)
     assert tests["start"]["higher"] and tests["start"]["difference"] == pytest.approx(0.2)
     assert tests["slope"]["higher"]
-    assert not tests["asymptote"]["higher"]
+    assert not tests["asymptote"]["higher"] and tests["asymptote"]["finding"] == "not distinguishable"
     assert tests["asymptote"]["scratch"] == pytest.approx(0.88)
+    unsure = curve_tests(pretrained, scratch, "accuracy")
+    assert {unsure[name]["finding"] for name in ("start", "slope", "asymptote")} == {"not distinguishable"}
+
+
+def validation_run(labels, accuracies, rng, steps=None):
+    """A learning curve with its per-row validation predictions: at each point, that share of rows right."""
+    columns = np.stack([flip(labels, 1 - accuracy, rng) for accuracy in accuracies], axis=1)
+    points = steps or [10 * i for i in range(len(accuracies))]
+    run_curve = [
+        {"step": step, "accuracy": float((columns[:, i] == labels).mean()), "macro_f1": 0.0}
+        for i, step in enumerate(points)
+    ]
+    return {"curve": run_curve, "labels": labels, "predicted": columns}
+
+
+def test_curve_intervals_tell_a_real_difference_from_noise():
+    from warmstart.gate import curve_intervals
+
+    rng = np.random.default_rng(30)
+    labels = rng.integers(0, 2, 400)
+    ahead = validation_run(labels, [0.5, 0.8, 0.85, 0.86], rng)
+    behind = validation_run(labels, [0.5, 0.6, 0.7, 0.85], rng)
+    found = curve_intervals([ahead], [behind], "accuracy", 2, 2000, 0.95, seed=1)
+    tests = curve_tests(ahead["curve"], behind["curve"], "accuracy", found)
+    assert tests["slope"]["finding"] == "higher" and found["slope"]["ci_low"] > 0
+    assert tests["asymptote"]["finding"] == "not distinguishable"
+    assert found["asymptote"]["ci_low"] < tests["asymptote"]["difference"] < found["asymptote"]["ci_high"]
+    # The same curves on both arms: every interval holds zero.
+    same = curve_intervals([ahead], [ahead], "accuracy", 2, 2000, 0.95, seed=1)
+    assert all(same[name]["ci_low"] <= 0 <= same[name]["ci_high"] for name in same)
+    # Arms evaluated at other steps (an early stop, a rung) are compared on the union of their steps.
+    short = validation_run(labels, [0.5, 0.6], rng, steps=[0, 15])
+    assert curve_intervals([ahead], [short], "accuracy", 2, 500, 0.95, seed=1) is not None
+    # Without per-row predictions (an older evaluation) there is no interval.
+    assert curve_intervals([{**ahead, "predicted": None}], [behind], "accuracy", 2, 500, 0.95, 1) is None
 
 
 def test_gate_says_positive_negative_and_neutral(tmp_path, labels):
@@ -390,3 +476,176 @@ def test_the_mean_curve_keeps_an_early_stopped_run_at_its_last_value():
     assert [point["step"] for point in mean] == [0, 10, 20]
     assert mean[2]["accuracy"] == pytest.approx(0.8) and mean[2]["macro_f1"] == pytest.approx(0.75)
     assert mean_curve([full]) == full
+
+
+def fake_probe(directory, labels, pretrained, random_init):
+    """A linear probe as fetch_model writes it: test predictions from pretrained and random-init features."""
+    from warmstart.metrics import all_metrics
+
+    directory.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table(
+            {
+                "id": np.arange(len(labels)),
+                "label": labels,
+                "pretrained": pretrained,
+                "random_init": random_init,
+            }
+        ),
+        directory / "probe_predictions.parquet",
+    )
+    record = {
+        "method": "linear probe",
+        "metric": "accuracy",
+        "rows": {"train": 500, "validation": 50, "test": len(labels)},
+        **{
+            arm: {**all_metrics(labels, p, 2), "C": 1.0}
+            for arm, p in (("pretrained", pretrained), ("random_init", random_init))
+        },
+    }
+    (directory / "probe.json").write_text(json.dumps(record))
+    return directory
+
+
+def test_a_scratch_arm_at_the_majority_class_is_said_to_have_learned_nothing(tmp_path):
+    """87% of the test rows are one class and scratch predicts it for every row: the gain is real, but
+    over a baseline that learned nothing. Reported in the verdict by default; with
+    gate.require_learned_baseline the run does not pass."""
+    rng = np.random.default_rng(40)
+    labels = (rng.random(800) < 0.13).astype(int)
+    pretrained = flip(labels, 0.02, rng)
+    majority = np.zeros_like(labels)
+    p = fake_evaluation(tmp_path / "p", "pretrained", labels, pretrained, curve([0.5, 0.95]))
+    s = fake_evaluation(tmp_path / "s", "scratch", labels, majority, curve([0.5, 0.87]))
+    result = gate(GateConfig(bootstrap_samples=2000), p, s, tmp_path / "out")
+    floor = result["baselines"]
+    assert floor["value"] == pytest.approx((labels == 0).mean()) and floor["by"] == "constant '0'"
+    assert floor["majority_class"]["label"] == "0"
+    assert floor["pretrained"]["clears_floor"] and not floor["scratch"]["clears_floor"]
+    assert not floor["learned"]
+    assert result["verdict"] == "positive" and result["passed"]
+    assert "the scratch arm did not clear the floor" in result["reason"]
+    assert "Floor: a model that learned nothing" in (tmp_path / "out" / "report.md").read_text()
+    strict = gate(
+        GateConfig(bootstrap_samples=2000, require_learned_baseline=True), p, s, tmp_path / "strict"
+    )
+    assert strict["verdict"] == "positive" and not strict["passed"] and strict["decided_by"] == "baseline"
+    assert "require_learned_baseline" in strict["reason"]
+    # macro-F1's floor is the better of a constant and a guess at the class shares.
+    f1 = gate(GateConfig(metric="macro_f1", bootstrap_samples=2000), p, s, tmp_path / "f1")
+    assert f1["baselines"]["by"] == "stratified guess" and not f1["baselines"]["learned"]
+
+
+def test_the_arm_s_best_share_of_the_grid_on_validation_is_the_one_compared(tmp_path, labels):
+    """tune.parallel_trials split each arm's grid over two tasks: the gate takes, per seed, the task
+    whose chosen rate has the better validation metric, and lists every trial."""
+    rng = np.random.default_rng(41)
+    good, poor = flip(labels, 0.1, rng), flip(labels, 0.4, rng)
+    p = [
+        fake_evaluation(
+            tmp_path / "p0",
+            "pretrained",
+            labels,
+            good,
+            curve([0.5, 0.9]),
+            learning_rate=5e-5,
+            trials=[(2e-5, 0.85), (5e-5, 0.9)],
+        ),
+        fake_evaluation(
+            tmp_path / "p1",
+            "pretrained",
+            labels,
+            poor,
+            curve([0.5, 0.6]),
+            learning_rate=1e-4,
+            trials=[(1e-4, 0.6)],
+        ),
+    ]
+    s = [
+        fake_evaluation(
+            tmp_path / "s0",
+            "scratch",
+            labels,
+            poor,
+            curve([0.5, 0.6]),
+            learning_rate=2e-4,
+            trials=[(2e-4, 0.6), (1e-3, 0.55)],
+        ),
+        fake_evaluation(
+            tmp_path / "s1",
+            "scratch",
+            labels,
+            good,
+            curve([0.5, 0.88]),
+            learning_rate=5e-4,
+            trials=[(5e-4, 0.88)],
+        ),
+    ]
+    result = gate(GateConfig(bootstrap_samples=2000), p, s, tmp_path / "out")
+    assert result["pretrained"]["learning_rate"] == 5e-5 and result["scratch"]["learning_rate"] == 5e-4
+    assert result["verdict"] == "neutral"
+    tuning = result["tuning"]
+    assert tuning["arms"]["pretrained"]["grid"] == [2e-5, 5e-5, 1e-4]
+    assert tuning["arms"]["scratch"]["chosen"] == {"0": 5e-4}
+    assert len(tuning["trials"]) == 6 and sum(t["chosen"] for t in tuning["trials"]) == 2
+    assert tuning["warnings"] == []
+    assert tuning["cost"] == {"steps": 600, "untuned_steps": 200, "ratio": 3.0}
+
+
+def test_pretraining_is_worth_rows_on_the_scratch_curve(tmp_path):
+    """Both arms on 10%, 30% and all of 1,000 rows: the pretrained arm at 100 rows scores what scratch
+    scores at about 300 (3×), and at 1,000 rows more than scratch ever reached (a bound)."""
+    from warmstart.gate import rows_to_match
+
+    rng = np.random.default_rng(42)
+    labels = rng.integers(0, 2, 2000)
+    accuracy = {"pretrained": [0.80, 0.86, 0.90], "scratch": [0.65, 0.80, 0.85]}
+    runs = {arm: [] for arm in accuracy}
+    for arm, values in accuracy.items():
+        for fraction, value in zip((0.1, 0.3, 1.0), values, strict=True):
+            predicted = np.where(np.arange(len(labels)) < value * len(labels), labels, 1 - labels)
+            runs[arm].append(
+                fake_evaluation(
+                    tmp_path / f"{arm}{fraction}",
+                    arm,
+                    labels,
+                    predicted,
+                    curve([0.5, value]),
+                    fraction=fraction,
+                )
+            )
+    result = gate(GateConfig(bootstrap_samples=1000), runs["pretrained"], runs["scratch"], tmp_path / "out")
+    assert result["pretrained"]["train_rows"] == 500, "the verdict is on the whole training split"
+    points = {point["data_fraction"]: point for point in result["data_efficiency"]["points"]}
+    assert [points[f]["train_rows"] for f in (0.1, 0.3, 1.0)] == [50, 150, 500]
+    assert points[0.1]["scratch_rows_to_match"] == pytest.approx(150, rel=0.01)
+    assert points[0.1]["multiplier"] == pytest.approx(3, rel=0.01)
+    assert points[0.1]["effective_data_transferred"] == pytest.approx(100, rel=0.02)
+    assert points[1.0]["scratch_rows_to_match"] is None and points[1.0]["bound"] == "more than 500 rows (1×)"
+    assert rows_to_match([100, 1000], [0.6, 0.8], 0.7) == pytest.approx(np.sqrt(100 * 1000))
+    assert rows_to_match([100, 1000], [0.6, 0.8], 0.5) == 100
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "What pretraining is worth in labelled rows" in report and "3.00× the rows" in report
+    one = gate(
+        GateConfig(bootstrap_samples=1000), runs["pretrained"][2], runs["scratch"][2], tmp_path / "one"
+    )
+    assert one["data_efficiency"] is None
+
+
+def test_the_start_is_the_linear_probe_with_its_interval(tmp_path, labels):
+    rng = np.random.default_rng(43)
+    p = fake_evaluation(tmp_path / "p", "pretrained", labels, flip(labels, 0.1, rng), curve([0.5, 0.9]))
+    s = fake_evaluation(tmp_path / "s", "scratch", labels, flip(labels, 0.3, rng), curve([0.5, 0.7]))
+    probe = fake_probe(tmp_path / "screening", labels, flip(labels, 0.15, rng), flip(labels, 0.45, rng))
+    result = gate(GateConfig(bootstrap_samples=2000), p, s, tmp_path / "out", screening_dir=probe)
+    start = result["curves"]["tests"]["start"]
+    assert start["finding"] == "higher" and start["higher"] and start["ci_low"] > 0
+    assert start["measured_by"] == "start (linear probe on frozen features)"
+    assert start["pretrained"] == pytest.approx(0.85, abs=0.05) and start["scratch"] == pytest.approx(
+        0.55, abs=0.05
+    )
+    # Without per-row validation predictions the slope and asymptote have no interval: not distinguishable.
+    assert result["curves"]["tests"]["slope"]["finding"] == "not distinguishable"
+    same = fake_probe(tmp_path / "same", labels, labels, labels)
+    even = gate(GateConfig(bootstrap_samples=2000), p, s, tmp_path / "even", screening_dir=same)
+    assert even["curves"]["tests"]["start"]["finding"] == "not distinguishable"

@@ -54,21 +54,22 @@ def test_compiled_pipeline_has_the_stages_the_skip_branch_the_seed_loop_and_the_
     )
     skip_branch = next(t for t in branches if t["taskInfo"]["name"] == "nothing changed: skip")
     assert list(spec["components"][skip_branch["componentRef"]["name"]]["dag"]["tasks"]) == ["skipped"]
-    # Both arms run once per seed: a ParallelFor over the seeds ingest read from the run's config.
+    # Both arms run once per run of the plan (seed, data fraction, share of the tuning grid): a
+    # ParallelFor over the runs ingest read from the run's config.
     work = tasks["train-judge-register"]["inputs"]["parameters"]
-    assert work["seeds"] == {"componentInputParameter": "pipelinechannel--ingest-seeds"}
+    assert work["runs"] == {"componentInputParameter": "pipelinechannel--ingest-runs"}
     assert work["base_fingerprint"]["taskOutputParameter"] == {
         "producerTask": "fetch-model",
         "outputParameterKey": "Output",
     }
     loop_name, loop = next((name, task) for name, task in tasks.items() if "parameterIterator" in task)
-    assert loop["taskInfo"]["name"] == "seeds"
-    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--seeds"
+    assert loop["taskInfo"]["name"] == "runs"
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--runs"
     in_loop = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
     inits = sorted(t["inputs"]["parameters"]["init"]["runtimeValue"]["constant"] for t in in_loop.values())
     assert inits == ["pretrained", "scratch"]
     assert all(
-        {"seed", "data_fingerprint", "base_fingerprint"} <= set(t["inputs"]["parameters"])
+        {"run", "data_fingerprint", "base_fingerprint"} <= set(t["inputs"]["parameters"])
         for t in in_loop.values()
     )
     # Only finetune may come from KFP's cache: its key holds the data's and the base model's
@@ -110,6 +111,17 @@ def test_compiled_pipeline_has_the_stages_the_skip_branch_the_seed_loop_and_the_
     )
     # The YAML loads back as a KFP component, as the Kubeflow UI would read it.
     assert components.load_component_from_file(str(path)).name == "warmstart-transfer"
+
+
+def test_the_runs_loop_is_capped_by_cluster_max_parallel_trainings(tmp_path):
+    """On Kubeflow the plan's runs (seeds × data fractions × shares of the tuning grid, two finetune
+    tasks each) fan out in a ParallelFor, at most cluster.max_parallel_trainings at once."""
+    cfg = Config.from_dict({"cluster": {"max_parallel_trainings": 3}})
+    spec = next(yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text()))
+    loop = next(task for task in dag_tasks(spec).values() if "parameterIterator" in task)
+    assert loop["iteratorPolicy"] == {"parallelismLimit": 3}
+    unlimited = next(yaml.safe_load_all(compile_pipeline(Config(), tmp_path / "q.yaml").read_text()))
+    assert "iteratorPolicy" not in next(t for t in dag_tasks(unlimited).values() if "parameterIterator" in t)
 
 
 def test_storage_settings_reach_every_task(tmp_path):
@@ -397,7 +409,7 @@ def test_run_with_data_and_registry_on_s3(tmp_path, s3_prefix, tiny_pretrained_m
 
 def test_a_worse_challenger_does_not_replace_the_champion(tmp_path, tiny_pretrained_model, tiny_random_model):
     """Run 1 makes a champion. Run 2, after one row of the data changed, trains a deliberately worse
-    challenger (a learning rate far too high) that still beats scratch: the champion check decides,
+    challenger (only its classification layer trained, on the frozen encoder) that still beats scratch: the champion check decides,
     the gate does not pass, register is skipped, the champion stays, and the exit code is 0.
     (A changed row or setting is what makes a run train instead of skip.) Run 2 also offers a random
     tiny BERT as a candidate: the pre-screen keeps the pre-trained source."""
@@ -415,16 +427,19 @@ def test_a_worse_challenger_does_not_replace_the_champion(tmp_path, tiny_pretrai
         "run",
         *work,
         "--set",
-        "train.learning_rate=0.03",
+        "train.learning_rate=0.05",
         "--set",
         "train.scratch_learning_rate=1e-6",
+        # Each arm at its one rate: with the search on, scratch would have found a good one.
+        "--set",
+        "tune.enabled=false",
         "--set",
         f"model.candidates=[{tiny_random_model}]",
     )
     assert second.returncode == 0, second.stdout + second.stderr
     summary = json.loads((tmp_path / "work" / "summary.json").read_text())
     assert summary["freshness"].startswith("training: changed since version 1: data (fingerprint ")
-    assert "; train.learning_rate (0.001 → 0.03)" in summary["freshness"]
+    assert "; train.learning_rate (0.001 → 0.05)" in summary["freshness"]
     assert "Executing task 'finetune'" in second.stdout
     assert summary["verdict"] == "positive"
     assert summary["champion"]["version"] == 1 and summary["champion"]["comparable"]

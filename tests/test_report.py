@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import run_warmstart
-from test_gate import curve, fake_evaluation, flip
+from test_gate import curve, fake_evaluation, fake_probe, flip
 
 from warmstart.config import DataConfig, GateConfig
 from warmstart.gate import gate
@@ -40,30 +40,54 @@ def report_dir(request, tmp_path_factory, synthetic_csv):
     )
     rng = np.random.default_rng(5)
     labels = rng.integers(0, 2, 400)
+    validation_labels = rng.integers(0, 2, 200)
+
+    def validation(accuracies):
+        return validation_labels, np.stack([flip(validation_labels, 1 - a, rng) for a in accuracies], axis=1)
+
     p, s = [], []
     for seed in range(request.param):
         shift = 0.04 * seed
-        p.append(
-            fake_evaluation(
-                work / f"p{seed}",
-                "pretrained",
-                labels,
-                flip(labels, 0.1, rng),
-                curve([0.55 - shift, 0.8 - shift, 0.86, 0.88 - shift / 2]),
-                seed=seed,
+        pretrained_curve = [0.55 - shift, 0.8 - shift, 0.86, 0.88 - shift / 2]
+        scratch_curve = [0.5, 0.6 + shift, 0.66 + shift, 0.7]
+        for fraction, worse in ((0.3, 0.08), (1.0, 0.0)):
+            p.append(
+                fake_evaluation(
+                    work / f"p{seed}-{fraction}",
+                    "pretrained",
+                    labels,
+                    flip(labels, 0.1 + worse, rng),
+                    curve(pretrained_curve),
+                    seed=seed,
+                    fraction=fraction,
+                    learning_rate=5e-5,
+                    validation=validation(pretrained_curve),
+                    trials=[(2e-5, 0.85), (5e-5, pretrained_curve[-1]), (1e-4, 0.8)],
+                )
             )
-        )
-        s.append(
-            fake_evaluation(
-                work / f"s{seed}",
-                "scratch",
-                labels,
-                flip(labels, 0.3, rng),
-                curve([0.5, 0.6 + shift, 0.66 + shift, 0.7]),
-                seed=seed,
+            s.append(
+                fake_evaluation(
+                    work / f"s{seed}-{fraction}",
+                    "scratch",
+                    labels,
+                    flip(labels, 0.3 + worse, rng),
+                    curve(scratch_curve),
+                    seed=seed,
+                    fraction=fraction,
+                    learning_rate=1e-3,
+                    validation=validation(scratch_curve),
+                    trials=[(2e-4, 0.6), (5e-4, 0.65), (1e-3, scratch_curve[-1])],
+                )
             )
-        )
-    gate(GateConfig(bootstrap_samples=2000), p, s, work / "gate", dataset_dir=work / "data")
+    probe = fake_probe(work / "screening", labels, flip(labels, 0.2, rng), flip(labels, 0.4, rng))
+    gate(
+        GateConfig(bootstrap_samples=2000),
+        p,
+        s,
+        work / "gate",
+        dataset_dir=work / "data",
+        screening_dir=probe,
+    )
     return work / "gate"
 
 
@@ -101,9 +125,12 @@ def test_the_report_renders_in_headless_chromium_with_its_plots_and_no_errors(re
         images = page.evaluate(
             "[...document.images].map(i => [i.id, i.complete, i.naturalWidth, i.naturalHeight])"
         )
-        for name in ("curves", "gain", "confusion"):
+        for name in ("curves", "gain", "confusion", "efficiency"):
             page.locator(f"#{name}").screenshot(path=tmp_path / f"{name}.png")
         page.screenshot(path=tmp_path / "report.png", full_page=True)
+        shutil.copyfile(
+            tmp_path / "report.png", f"/tmp/report-{len(images)}-{id(page)}.png"
+        ) if os.environ.get("KEEP_REPORT") else None
         text = page.inner_text("main")
         browser.close()
 
@@ -115,13 +142,14 @@ def test_the_report_renders_in_headless_chromium_with_its_plots_and_no_errors(re
         "curves",
         "gain",
         "confusion",
+        "efficiency",
     }
-    for name in ("curves", "gain", "confusion"):
+    for name in ("curves", "gain", "confusion", "efficiency"):
         pixels = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"))
         assert pixels.std() > 20, f"{name} looks blank"
     curves = np.asarray(Image.open(tmp_path / "curves.png").convert("RGB"))
     assert _near(curves, COLORS["pretrained"]) > 200 and _near(curves, COLORS["scratch"]) > 200
-    several = (report_dir.parent / "p1").exists()
+    several = (report_dir.parent / "p1-1.0").exists()
     # The seeds' spread: each arm's colour at 15% over white fills a band.
     bands = [_near(curves, _tint(COLORS[arm], 0.15), tolerance=12) for arm in ("pretrained", "scratch")]
     assert all(band > 2000 for band in bands) if several else not any(band > 2000 for band in bands), bands
@@ -134,8 +162,25 @@ def test_the_report_renders_in_headless_chromium_with_its_plots_and_no_errors(re
         "Confusion matrices",
         "Lineage",
         "label pos",
+        # The start by linear probe, and every test with its interval and finding.
+        "start (linear probe on frozen features)",
+        "The start is a linear probe",
+        "slope (normalised area under the curve)",
+        # The floor, both arms against it.
+        "Floor: a model that learned nothing",
+        "The scratch arm learned: its interval lies above the floor.",
+        # Every trial of both arms' search, and the chosen rates.
+        "Tuning: both arms' learning rates",
+        "Chosen rates: pretrained: seed 0 → 5e-05",
+        "of [2e-05, 5e-05, 0.0001]; scratch: seed 0 → 0.001",
+        "Warning: the scratch arm's chosen rate 0.001 is the highest of its grid",
+        # What pretraining is worth in labelled rows.
+        "What pretraining is worth in labelled rows",
     ):
-        assert part in text
+        assert part in text, part
+    # One chosen trial per arm, seed and data fraction (two fractions here).
+    assert text.count("\tchosen") == 4 * (3 if several else 1), text
+    assert "\thigher" in text
 
 
 def test_warmstart_report_opens_the_latest_report_of_a_work_directory(report_dir, tmp_path, monkeypatch):

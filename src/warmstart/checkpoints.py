@@ -33,14 +33,16 @@ def run_name(init: str, train: dict[str, Any], **inputs: Any) -> str:
     return f"{init}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
-def arm_run(cfg: Any, init: str, card: dict[str, Any], manifest: dict[str, Any]) -> str:
-    """The run name of one arm from its config, data card and base-model manifest."""
+def arm_run(cfg: Any, init: str, card: dict[str, Any], manifest: dict[str, Any], **extra: Any) -> str:
+    """The run name of one arm from its config, data card and base-model manifest; `extra` names what
+    else shapes the run (the share of the training split it learns from, say)."""
     return run_name(
         init,
         cfg.train.model_dump(),
         data=card["fingerprint"],
         base_model={name: entry["sha256"] for name, entry in manifest["files"].items()},
         max_length=cfg.model.max_length,
+        **extra,
     )
 
 

@@ -41,7 +41,7 @@ def _fail(err: WarmstartError, code: int = 2) -> None:
 
 
 def _print_summary(summary: dict) -> None:
-    from warmstart.gate import match_sentence
+    from warmstart.gate import efficiency_sentence, match_sentence
 
     if summary["verdict"] == "skipped":
         console.print(f"warmstart: {summary['skipped']['status']}", highlight=False)
@@ -81,14 +81,35 @@ def _print_summary(summary: dict) -> None:
             for entry in summary["screening"]["ranking"]
         )
         console.print(f"pre-screen, LogME on frozen features (higher is better): {ranking}", highlight=False)
-    labels = {"start": "start", "slope": "area under curve", "asymptote": "asymptote"}
+    tuning = summary.get("tuning")
+    if tuning and tuning["enabled"]:
+        chosen = "; ".join(
+            f"{arm} {', '.join(f'{rate:g}' for rate in info['chosen'].values())} of "
+            f"[{', '.join(f'{rate:g}' for rate in info['grid'])}]"
+            for arm, info in tuning["arms"].items()
+        )
+        cost = tuning["cost"]
+        ratio = f"; {cost['ratio']:.2f}× the steps of untuned runs" if cost["ratio"] else ""
+        console.print(f"tuned learning rates (on validation): {chosen}{ratio}", highlight=False)
+        for warning in tuning["warnings"]:
+            console.print(f"[yellow]warning[/]: {warning}", highlight=False)
+    floor = summary.get("baselines")
+    if floor:
+        console.print(
+            f"floor ({floor['by']}): {floor['value']:.4f}; scratch {'cleared' if floor['learned'] else 'did not clear'} it",
+            highlight=False,
+        )
+    labels = {"start": "start (linear probe)", "slope": "area under curve", "asymptote": "asymptote"}
     curves = "; ".join(
-        f"{labels[name]} {test['pretrained']:.3f} vs {test['scratch']:.3f}"
-        f" ({'higher' if test['higher'] else 'not higher'})"
+        f"{labels[name] if 'method' in test or name != 'start' else 'start (step 0)'} "
+        f"{test['pretrained']:.3f} vs {test['scratch']:.3f} ({test['finding']})"
         for name, test in summary["tests"].items()
         if name in labels
     )
-    console.print(f"validation curves, pretrained vs scratch: {curves}", highlight=False)
+    console.print(f"pretrained vs scratch: {curves}", highlight=False)
+    efficiency = summary.get("data_efficiency")
+    for point in (efficiency or {}).get("points", []):
+        console.print(efficiency_sentence(point), highlight=False)
     console.print(match_sentence(summary["tests"]["match"]), highlight=False)
     champion = summary["champion"]
     if champion and champion["comparable"]:

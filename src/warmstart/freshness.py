@@ -3,7 +3,8 @@
 A run would reproduce the registry's champion when three things are what they were for it: the
 data (ingest's fingerprint of the splits, which covers their content and the split settings), the
 pretrained start (the `model` section: source, candidates, screening, sequence length) and the
-training recipe (the `train` section, less where and how often checkpoints go). Then ingest ends
+training recipe (the `train` section, less where and how often checkpoints go, and the `tune`
+section: each arm's learning-rate search). Then ingest ends
 the run with "skipped: data unchanged since version N" and nothing is trained; `force` trains anyway.
 Anything else (no registry yet, no champion, any of the three changed) trains, and says why.
 """
@@ -75,6 +76,7 @@ def check(cfg: Config, card: dict[str, Any], force: bool = False) -> dict[str, A
         )
     changed += _changes("model", before.get("model", {}), cfg.model.model_dump())
     changed += _changes("train", before.get("train", {}), cfg.train.model_dump(), PLACEMENT)
+    changed += _changes("tune", before.get("tune", {}), cfg.tune.model_dump())
     record["changed"] = changed
     if changed:
         record["status"] = f"training: changed since version {version}: {'; '.join(changed)}"

@@ -22,25 +22,29 @@ many steps scratch needed to reach the pretrained arm's plateau, when it did.
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from warmstart.config import GateConfig
 from warmstart.errors import WarmstartError
-from warmstart.finetune import SUMMARY_FILE, load_evaluation
+from warmstart.finetune import SUMMARY_FILE, load_evaluation, load_validation_predictions
 from warmstart.metrics import METRICS, all_metrics, weighted_metric
 from warmstart.metrics import metric as metric_value
+from warmstart.tuning import edge_warning, middle, rank_key
 
 RESULT_FILE = "gate_result.json"
-# The learning-curve tests and how reports name them.
+# The learning-curve tests and how reports name them (the start's, when a linear probe measured it:
+# PROBE_START).
 CURVE_TESTS = {
-    "start": "start (step 0)",
+    "start": "start (step 0 of the learning curve)",
     "slope": "slope (normalised area under the curve)",
     "asymptote": "asymptote (mean of the last quarter)",
 }
 REPORT_FILE = "report.md"
+PROBE_START = "start (linear probe on frozen features)"
 # Bootstrap weights are built in blocks of at most this many cells, to bound memory on big test sets.
 BLOCK_CELLS = 20_000_000
 
@@ -69,8 +73,7 @@ def paired_bootstrap(
     block = max(1, min(samples, BLOCK_CELLS // max(n, 1)))
     for start in range(0, samples, block):
         rows = min(block, samples - start)
-        draws = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
-        weights = np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n)
+        weights = resample_weights(rng, rows, n)
         per_run = np.stack(
             [
                 weighted_metric(metric, labels, pretrained[i], weights, classes)
@@ -101,6 +104,81 @@ def paired_bootstrap(
         "seeds": runs,
         "standard_error": float(gains.std(ddof=1)),
         "distribution": {"edges": edges.tolist(), "counts": counts.tolist()},  # for the report's plot
+    }
+
+
+def resample_weights(rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
+    """`rows` bootstrap resamples of n examples, as counts: how often each example is drawn (rows × n)."""
+    draws = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
+    return np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n)
+
+
+def metric_interval(
+    metric: str,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    classes: int,
+    samples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, float]:
+    """One arm's metric with its percentile bootstrap interval; with one row of predictions per seed,
+    the mean over seeds, each resample redrawing the seeds too (as `paired_bootstrap`)."""
+    predicted = np.atleast_2d(predicted)
+    runs, n = predicted.shape
+    rng = np.random.default_rng(seed)
+    values = np.empty(samples)
+    block = max(1, min(samples, BLOCK_CELLS // max(n, 1)))
+    for start in range(0, samples, block):
+        rows = min(block, samples - start)
+        weights = resample_weights(rng, rows, n)
+        per_run = np.stack(
+            [weighted_metric(metric, labels, predicted[i], weights, classes) for i in range(runs)], axis=1
+        )
+        if runs > 1:
+            per_run = np.take_along_axis(per_run, rng.integers(0, runs, size=(rows, runs)), axis=1)
+        values[start : start + rows] = per_run.mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(values, [tail, 1 - tail])
+    estimate = float(np.mean([metric_value(metric, labels, predicted[i], classes) for i in range(runs)]))
+    return {"estimate": estimate, "ci_low": float(low), "ci_high": float(high), "confidence": confidence}
+
+
+def _stratified_guess(name: str, support: np.ndarray, shares: np.ndarray) -> float:
+    """The expected `name` of guessing each row's class at random, at the training split's class
+    shares (macro-F1 to first order: per class 2·E[true positives] / (support + E[predicted]))."""
+    n = support.sum()
+    if name == "accuracy":
+        return float(support @ shares / n)
+    denominator = support + n * shares
+    f1 = np.divide(2 * support * shares, denominator, out=np.zeros(len(support)), where=denominator > 0)
+    return float(f1[(support > 0) | (shares > 0)].mean())
+
+
+def floor(metric: str, labels: np.ndarray, train_counts: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """What a model that learned nothing scores on the test split: the training split's majority class
+    predicted for every row, any other constant class, and a guess drawn at the training split's class
+    shares. The floor is the best of them on `metric`: a model at or below it has learned nothing that
+    the counts of the labels do not already say."""
+    classes = len(names)
+    shares = train_counts / max(train_counts.sum(), 1)
+    support = np.bincount(labels, minlength=classes).astype(float)
+    majority = int(np.argmax(train_counts))
+    candidates = {
+        f"constant '{name}'": metric_value(metric, labels, np.full(len(labels), c), classes)
+        for c, name in enumerate(names)
+    }
+    candidates["stratified guess"] = _stratified_guess(metric, support, shares)
+    by = max(candidates, key=lambda key: candidates[key])
+    return {
+        "metric": metric,
+        "value": candidates[by],
+        "by": by,
+        "majority_class": {
+            "label": names[majority],
+            **{m: metric_value(m, labels, np.full(len(labels), majority), classes) for m in METRICS},
+        },
+        "stratified_guess": {m: _stratified_guess(m, support, shares) for m in METRICS},
     }
 
 
@@ -178,33 +256,59 @@ def mean_curve(curves: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return [points[step] for step in sorted(points)]
 
 
+def curve_measures(steps: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
+    """Start (the first point), slope (area under the curve over the budget, normalised by its span)
+    and asymptote (mean of the last quarter of the points) of curves `values` (… × points)."""
+    span = steps[-1] - steps[0]
+    area = np.trapezoid(values, steps, axis=-1) / span if span > 0 else values.mean(axis=-1)
+    tail = max(1, round(values.shape[-1] / 4))
+    return {"start": values[..., 0], "slope": area, "asymptote": values[..., -tail:].mean(axis=-1)}
+
+
+def finding(interval: dict[str, float] | None) -> str:
+    """'higher' or 'lower' when the interval of pretrained − scratch excludes zero, else 'not distinguishable'
+    (also when there is no interval to go by)."""
+    if interval is None:
+        return "not distinguishable"
+    if interval["ci_low"] > 0:
+        return "higher"
+    if interval["ci_high"] < 0:
+        return "lower"
+    return "not distinguishable"
+
+
 def curve_tests(
-    pretrained: list[dict[str, Any]], scratch: list[dict[str, Any]], metric: str
+    pretrained: list[dict[str, Any]],
+    scratch: list[dict[str, Any]],
+    metric: str,
+    intervals: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Higher start (step 0), steeper slope (normalised area under the curve), higher asymptote (mean
-    of the last quarter of the points), and `match`: the first evaluated step at which scratch reached
-    the pretrained arm's asymptote (None when it never did within the budget)."""
+    """Higher start, steeper slope (normalised area under the curve), higher asymptote (mean of the last
+    quarter of the points), each pretrained − scratch with its interval from `curve_intervals`:
+    `higher` only when the interval lies above zero. And `match`: the first evaluated step at which
+    scratch reached the pretrained arm's asymptote (None when it never did within the budget)."""
+    if not pretrained or not scratch:
+        raise WarmstartError("a learning curve is empty; rerun finetune for both arms")
 
     def measures(curve: list[dict[str, Any]]) -> dict[str, float]:
         steps = np.array([point["step"] for point in curve], dtype=float)
         values = np.array([point[metric] for point in curve], dtype=float)
-        span = steps[-1] - steps[0]
-        area = float(np.trapezoid(values, steps) / span) if span > 0 else float(values.mean())
-        tail = max(1, round(len(values) / 4))
-        return {"start": float(values[0]), "slope": area, "asymptote": float(values[-tail:].mean())}
+        return {name: float(value) for name, value in curve_measures(steps, values).items()}
 
-    if not pretrained or not scratch:
-        raise WarmstartError("a learning curve is empty; rerun finetune for both arms")
     p, s = measures(pretrained), measures(scratch)
-    tests: dict[str, Any] = {
-        name: {
+    tests: dict[str, Any] = {}
+    for name in ("start", "slope", "asymptote"):
+        interval = (intervals or {}).get(name)
+        found = finding(interval)
+        tests[name] = {
             "pretrained": p[name],
             "scratch": s[name],
             "difference": p[name] - s[name],
-            "higher": p[name] > s[name],
+            **({k: interval[k] for k in ("ci_low", "ci_high", "confidence")} if interval else {}),
+            "finding": found,
+            "higher": found == "higher",
+            "measured_by": CURVE_TESTS[name],
         }
-        for name in ("start", "slope", "asymptote")
-    }
     reached = [point["step"] for point in scratch if point[metric] >= p["asymptote"]]
     tests["match"] = {
         "pretrained_asymptote": p["asymptote"],
@@ -212,6 +316,71 @@ def curve_tests(
         "budget_steps": scratch[-1]["step"],
     }
     return tests
+
+
+def _on_steps(curve: list[dict[str, Any]], predicted: np.ndarray, steps: list[int]) -> np.ndarray:
+    """Per-row predictions (rows × the curve's points) on `steps`: each step takes the latest point at or
+    before it (the first point before the curve starts; a run stopped early keeps its last)."""
+    own = np.array([point["step"] for point in curve])
+    columns = np.clip(np.searchsorted(own, steps, side="right") - 1, 0, len(own) - 1)
+    return predicted[:, columns]
+
+
+def curve_intervals(
+    pretrained: list[dict[str, Any]],
+    scratch: list[dict[str, Any]],
+    metric: str,
+    classes: int,
+    samples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, dict[str, float]] | None:
+    """Bootstrap intervals of pretrained − scratch for the start, slope and asymptote of the validation
+    curves: each resample draws the validation rows (shared by the two arms of a seed) and, with
+    several seeds, the seeds as well. Each run is {curve, labels, predicted}, predicted holding the
+    class of every validation row at every point of the curve; None when a run lacks them."""
+    runs = [*pretrained, *scratch]
+    if any(run.get("predicted") is None for run in runs):
+        return None
+    steps = sorted({point["step"] for run in runs for point in run["curve"]})
+    axis = np.array(steps, dtype=float)
+    rng = np.random.default_rng(seed)
+    per_seed = []
+    for p, s in zip(pretrained, scratch, strict=True):
+        labels = p["labels"]
+        if len(labels) != len(s["labels"]) or not np.array_equal(labels, s["labels"]):
+            return None  # not the same validation rows: nothing to pair
+        arms = [_on_steps(run["curve"], run["predicted"], steps) for run in (p, s)]
+        n = len(labels)
+        differences = np.empty((samples, 3))
+        block = max(1, min(samples, BLOCK_CELLS // max(n, 1)))
+        for start in range(0, samples, block):
+            rows = min(block, samples - start)
+            weights = resample_weights(rng, rows, n)
+            values = [
+                np.stack(
+                    [weighted_metric(metric, labels, arm[:, t], weights, classes) for t in range(len(steps))],
+                    axis=1,
+                )
+                for arm in arms
+            ]
+            mp, ms = curve_measures(axis, values[0]), curve_measures(axis, values[1])
+            differences[start : start + rows] = np.stack([mp[k] - ms[k] for k in CURVE_TESTS], axis=1)
+        per_seed.append(differences)
+    stacked = np.stack(per_seed, axis=1)  # resamples × seeds × tests
+    if stacked.shape[1] > 1:
+        draw = rng.integers(0, stacked.shape[1], size=stacked.shape[:2])
+        stacked = np.take_along_axis(stacked, draw[..., None], axis=1)
+    means = stacked.mean(axis=1)
+    tail = (1 - confidence) / 2
+    return {
+        name: {
+            "ci_low": float(np.quantile(means[:, i], tail)),
+            "ci_high": float(np.quantile(means[:, i], 1 - tail)),
+            "confidence": confidence,
+        }
+        for i, name in enumerate(CURVE_TESTS)
+    }
 
 
 def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
@@ -321,46 +490,105 @@ def apply_policy(
     }
 
 
-Evaluation = tuple[dict[str, Any], Any]  # (finetune summary, test predictions table)
-
-
 def _directories(dirs: str | Path | list[str | Path]) -> list[Path]:
     return [Path(d) for d in dirs] if isinstance(dirs, list | tuple) else [Path(dirs)]
 
 
-def paired_runs(
+class Evaluation(NamedTuple):
+    """One finetune run as the gate reads it: its summary, its test predictions, and its per-row
+    validation predictions along the learning curve (labels, predicted; None for an older run)."""
+
+    summary: dict[str, Any]
+    predictions: Any
+    validation: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _load(directory: Path) -> Evaluation:
+    summary, predictions = load_evaluation(directory)
+    return Evaluation(summary, predictions, load_validation_predictions(directory))
+
+
+def _fraction(summary: dict[str, Any]) -> float:
+    return float(summary.get("data_fraction", 1.0))
+
+
+def finalists(runs: list[Evaluation], metric: str) -> dict[tuple[int, float], Evaluation]:
+    """Per (seed, data fraction), the run with the best final validation metric (ties as in
+    warmstart.tuning.rank_key): when an arm's tuning grid was split over several tasks
+    (tune.parallel_trials), each brought its own best rate, and the best of those is the arm's."""
+
+    def key(run: Evaluation) -> tuple[float, ...]:
+        point = run.summary["learning_curve"][-1]
+        rates = run.summary.get("tuning", {}).get("grid") or [run.summary["learning_rate"]]
+        trial = {"learning_rate": run.summary["learning_rate"], "validation": {"loss": 0.0, **point}}
+        return rank_key(trial, metric, middle(rates))
+
+    best: dict[tuple[int, float], Evaluation] = {}
+    for run in runs:
+        slot = (run.summary["seed"], _fraction(run.summary))
+        if slot not in best or key(run) < key(best[slot]):
+            best[slot] = run
+    return best
+
+
+def load_arms(
     pretrained_dirs: str | Path | list[str | Path], scratch_dirs: str | Path | list[str | Path]
-) -> list[tuple[Evaluation, Evaluation]]:
-    """The finetune evaluations of both arms, paired by training seed and checked to be comparable."""
-    pretrained = [load_evaluation(d) for d in _directories(pretrained_dirs)]
-    scratch = [load_evaluation(d) for d in _directories(scratch_dirs)]
-    if not pretrained or not scratch:
+) -> dict[str, list[Evaluation]]:
+    """Every finetune evaluation of each arm, checked to be of that arm and of one test split."""
+    arms = {
+        "pretrained": [_load(d) for d in _directories(pretrained_dirs)],
+        "scratch": [_load(d) for d in _directories(scratch_dirs)],
+    }
+    if not arms["pretrained"] or not arms["scratch"]:
         raise WarmstartError("gate needs at least one evaluation of each arm; rerun finetune for both arms")
-    for arm, runs in (("pretrained", pretrained), ("scratch", scratch)):
-        inits = sorted({summary["init"] for summary, _ in runs})
+    for arm, runs in arms.items():
+        inits = sorted({run.summary["init"] for run in runs})
         if inits != [arm]:
             raise WarmstartError(
                 f"the gate's {arm} input holds evaluations of init={', '.join(inits)}; "
                 f"pass the evaluations of the finetune steps with init={arm}"
             )
-    seeds = {
-        arm: [summary["seed"] for summary, _ in runs]
-        for arm, runs in (("pretrained", pretrained), ("scratch", scratch))
-    }
-    if sorted(seeds["pretrained"]) != sorted(seeds["scratch"]) or len(set(seeds["pretrained"])) != len(
-        pretrained
-    ):
-        raise WarmstartError(
-            f"the arms were trained with different seeds (pretrained {seeds['pretrained']}, scratch "
-            f"{seeds['scratch']}); rerun both finetune steps with the same train.seeds"
-        )
-    if not all(_same_test_rows(pretrained[0], other) for other in [*pretrained[1:], *scratch]):
+    first, *others = [*arms["pretrained"], *arms["scratch"]]
+    if not all(_same_test_rows(first, other) for other in others):
         raise WarmstartError(
             "the evaluations were made on different test splits (fingerprint mismatch); "
             "rerun every finetune step on the same ingest output"
         )
-    by_seed = {summary["seed"]: (summary, table) for summary, table in scratch}
-    return [(run, by_seed[run[0]["seed"]]) for run in pretrained]
+    return arms
+
+
+def paired_runs(
+    pretrained_dirs: str | Path | list[str | Path] | dict[str, list[Evaluation]],
+    scratch_dirs: str | Path | list[str | Path] | None = None,
+    metric: str = "accuracy",
+    fraction: float = 1.0,
+) -> list[tuple[Evaluation, Evaluation]]:
+    """Both arms' chosen runs on `fraction` of the training rows, paired by training seed and checked
+    to be comparable. Takes the evaluation directories, or what `load_arms` read from them."""
+    arms = pretrained_dirs if isinstance(pretrained_dirs, dict) else load_arms(pretrained_dirs, scratch_dirs)
+    chosen = {
+        arm: {seed: run for (seed, share), run in finalists(runs, metric).items() if share == fraction}
+        for arm, runs in arms.items()
+    }
+    seeds = {
+        arm: sorted(run.summary["seed"] for run in runs if _fraction(run.summary) == fraction)
+        for arm, runs in arms.items()
+    }
+    tasks = {
+        arm: {
+            (run.summary["seed"], run.summary["learning_rate"])
+            for run in runs
+            if _fraction(run.summary) == fraction
+        }
+        for arm, runs in arms.items()
+    }
+    repeated = any(len(tasks[arm]) < len(seeds[arm]) for arm in arms)
+    if not chosen["pretrained"] or sorted(chosen["pretrained"]) != sorted(chosen["scratch"]) or repeated:
+        raise WarmstartError(
+            f"the arms were trained with different seeds (pretrained {seeds['pretrained']}, scratch "
+            f"{seeds['scratch']}); rerun both finetune steps with the same train.seeds"
+        )
+    return [(chosen["pretrained"][seed], chosen["scratch"][seed]) for seed in sorted(chosen["pretrained"])]
 
 
 def _validation_score(summary: dict[str, Any], metric: str) -> float:
@@ -373,7 +601,7 @@ def _seed_runs(
 ) -> list[dict[str, Any]]:
     """Per training seed: both arms' test metrics and final validation metric, the gain, McNemar's p."""
     runs = []
-    for (p_summary, p_preds), (s_summary, s_preds) in pairs:
+    for (p_summary, p_preds, _), (s_summary, s_preds, _) in pairs:
         p_pred, s_pred = p_preds.column("predicted").to_numpy(), s_preds.column("predicted").to_numpy()
         arms = {
             arm: {**all_metrics(labels, predicted, classes), "validation": _validation_score(summary, metric)}
@@ -418,19 +646,23 @@ def gate(
     """Compare the arms (and the challenger with the champion); write the gate result and its reports
     (Markdown, and HTML with the data card of `dataset_dir` when given).
 
-    Each arm is one finetune evaluation directory, or a list of them, one per training seed.
-    `screening_dir` holds fetch_model's pre-screen of the candidates, for the reports.
+    Each arm is one finetune evaluation directory, or a list of them: one per training seed, and per
+    data fraction and share of the tuning grid when there are several. `screening_dir` holds
+    fetch_model's pre-screen of the candidates and its linear probe of the start.
     """
     from warmstart.ingest import load_card
+    from warmstart.probe import load_probe
     from warmstart.report import write_report
     from warmstart.screen import load_screening
 
-    pairs = paired_runs(pretrained_dirs, scratch_dirs)
-    labels = pairs[0][0][1].column("label").to_numpy()
-    names = pairs[0][0][0]["label_names"]
+    arms = load_arms(pretrained_dirs, scratch_dirs)
+    pairs = paired_runs(arms, metric=cfg.metric)
+    labels = pairs[0][0].predictions.column("label").to_numpy()
+    names = pairs[0][0].summary["label_names"]
     classes = len(names)
+    card = load_card(dataset_dir) if dataset_dir else None
     predictions = {
-        arm: np.stack([pair[i][1].column("predicted").to_numpy() for pair in pairs])
+        arm: np.stack([pair[i].predictions.column("predicted").to_numpy() for pair in pairs])
         for i, arm in enumerate(("pretrained", "scratch"))
     }
     gain = paired_bootstrap(
@@ -444,23 +676,39 @@ def gate(
         cfg.seed,
     )
     verdict, transfer_reason = decide(gain, cfg.min_gain)
+    found = baselines(cfg, labels, predictions, names, card)
     # The model to register: the pretrained run with the best validation metric (first seed on ties).
-    chosen = max(range(len(pairs)), key=lambda i: (_validation_score(pairs[i][0][0], cfg.metric), -i))
-    (p_summary, p_preds), (s_summary, s_preds) = pairs[chosen]
+    chosen = max(range(len(pairs)), key=lambda i: (_validation_score(pairs[i][0].summary, cfg.metric), -i))
+    (p_summary, p_preds, _), (s_summary, s_preds, _) = pairs[chosen]
     p_pred, s_pred = predictions["pretrained"][chosen], predictions["scratch"][chosen]
     champion = compare_champion(cfg, pairs[chosen][0], champion_dir)
     curves = {
-        arm: [pair[i][0]["learning_curve"] for pair in pairs]
+        arm: [pair[i].summary["learning_curve"] for pair in pairs]
         for i, arm in enumerate(("pretrained", "scratch"))
     }
     pretrained_curve, scratch_curve = mean_curve(curves["pretrained"]), mean_curve(curves["scratch"])
-    seed_values = [pair[0][0]["seed"] for pair in pairs]
+    intervals = curve_intervals(
+        *([_curve_run(pair[i]) for pair in pairs] for i in (0, 1)),
+        cfg.metric,
+        classes,
+        cfg.bootstrap_samples,
+        cfg.confidence,
+        cfg.seed + 2,
+    )
+    tests = curve_tests(pretrained_curve, scratch_curve, cfg.metric, intervals)
+    probe = load_probe(screening_dir)
+    if probe is not None:
+        tests["start"] = probe_start(cfg, probe, p_preds, classes)
+    seed_values = [pair[0].summary["seed"] for pair in pairs]
+    policy = apply_policy(verdict, transfer_reason, champion, cfg.champion_tolerance)
+    policy = baseline_policy(policy, found, cfg.require_learned_baseline)
     result = {
-        **apply_policy(verdict, transfer_reason, champion, cfg.champion_tolerance),
+        **policy,
         "verdict": verdict,
         "decision_rule": decision_rule(cfg, len(pairs)),
         "metric": cfg.metric,
         "gain": gain,
+        "baselines": found,
         "mcnemar": {**mcnemar(labels, p_pred, s_pred), "seed": p_summary["seed"]},
         "seeds": {
             "count": len(pairs),
@@ -469,15 +717,17 @@ def gate(
             "chosen_by": f"the best final validation {cfg.metric} of the pretrained arm",
             "runs": _seed_runs(pairs, labels, cfg.metric, classes),
         },
+        "tuning": tuning_summary(arms, pairs, cfg.metric),
         "champion": champion,
         "pretrained": {**_arm(p_summary, labels, p_pred, classes), "seed": p_summary["seed"]},
         "scratch": {**_arm(s_summary, labels, s_pred, classes), "seed": s_summary["seed"]},
         "curves": {
-            "tests": curve_tests(pretrained_curve, scratch_curve, cfg.metric),
+            "tests": tests,
             "pretrained": pretrained_curve,
             "scratch": scratch_curve,
             "runs": curves,
         },
+        "data_efficiency": data_efficiency(arms, cfg.metric, labels, classes),
         "label_names": names,
         "test_rows": len(labels),
         "test_fingerprint": p_summary["test_fingerprint"],
@@ -490,8 +740,232 @@ def gate(
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
     (output_dir / REPORT_FILE).write_text(report_markdown(result))
-    write_report(result, output_dir, load_card(dataset_dir) if dataset_dir else None, cfg.min_gain)
+    write_report(result, output_dir, card, cfg.min_gain)
     return result
+
+
+def _curve_run(run: Evaluation) -> dict[str, Any]:
+    labels, predicted = run.validation if run.validation is not None else (None, None)
+    return {"curve": run.summary["learning_curve"], "labels": labels, "predicted": predicted}
+
+
+def probe_start(
+    cfg: GateConfig, probe: tuple[dict[str, Any], Any], test_rows: Any, classes: int
+) -> dict[str, Any]:
+    """The start test from fetch_model's linear probe: pretrained features against the random init's,
+    paired on the test rows."""
+    record, table = probe
+    if not table.column("id").equals(test_rows.column("id")):
+        raise WarmstartError(
+            "the linear probe was scored on another test split than the finetune runs; rerun the pipeline "
+            "from fetch_model on this run's ingest output"
+        )
+    labels = table.column("label").to_numpy()
+    interval = paired_bootstrap(
+        cfg.metric,
+        labels,
+        table.column("pretrained").to_numpy(),
+        table.column("random_init").to_numpy(),
+        classes,
+        cfg.bootstrap_samples,
+        cfg.confidence,
+        cfg.seed + 3,
+    )
+    found = finding(interval)
+    return {
+        "pretrained": record["pretrained"][cfg.metric],
+        "scratch": record["random_init"][cfg.metric],
+        "difference": interval["estimate"],
+        **{k: interval[k] for k in ("ci_low", "ci_high", "confidence")},
+        "finding": found,
+        "higher": found == "higher",
+        "measured_by": PROBE_START,
+        "method": record["method"],
+        "rows": record["rows"],
+    }
+
+
+def baselines(
+    cfg: GateConfig,
+    labels: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    names: list[str],
+    card: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The floor, and whether each arm's interval clears it (`learned`)."""
+    classes = len(names)
+    known = (card or {}).get("label_distribution", {}).get("train", {})
+    if set(names) <= set(known):
+        train_counts = np.array([known[name] for name in names], float)
+    else:  # no data card of these labels given: the test split's own counts
+        train_counts = np.bincount(labels, minlength=classes).astype(float)
+    found = floor(cfg.metric, labels, train_counts, names)
+    for index, arm in enumerate(("pretrained", "scratch")):
+        interval = metric_interval(
+            cfg.metric,
+            labels,
+            predictions[arm],
+            classes,
+            cfg.bootstrap_samples,
+            cfg.confidence,
+            cfg.seed + 4 + index,
+        )
+        found[arm] = {**interval, "clears_floor": interval["ci_low"] > found["value"]}
+    found["learned"] = found["scratch"]["clears_floor"]
+    return found
+
+
+def floor_sentence(found: dict[str, Any]) -> str:
+    """Why the scratch arm's interval does not clear the floor, in words; '' when it does."""
+    if found["learned"]:
+        return ""
+    scratch = found["scratch"]
+    return (
+        f"the scratch arm did not clear the floor: its {found['metric']} {scratch['estimate']:.4f}, "
+        f"{scratch['confidence']:.0%} CI [{scratch['ci_low']:.4f}, {scratch['ci_high']:.4f}], does not lie "
+        f"above {found['value']:.4f} ({found['by']}, a model that learned nothing), so the gain is over a "
+        f"baseline that learned nothing after its tuning budget"
+    )
+
+
+def baseline_policy(policy: dict[str, Any], found: dict[str, Any], required: bool) -> dict[str, Any]:
+    """The policy with the floor said in its reason; not passed when `required` and the baseline did not learn."""
+    sentence = floor_sentence(found)
+    if not sentence:
+        return policy
+    if required and policy["passed"]:
+        return {
+            **policy,
+            "passed": False,
+            "promote": False,
+            "decided_by": "baseline",
+            "reason": f"{policy['reason']}; but {sentence}, and gate.require_learned_baseline is true",
+        }
+    return {**policy, "reason": f"{policy['reason']}; note: {sentence}"}
+
+
+def tuning_summary(
+    arms: dict[str, list[Evaluation]], pairs: list[tuple[Evaluation, Evaluation]], metric: str
+) -> dict[str, Any]:
+    """Every trial of both arms (seed, data fraction, rate, steps, validation metric), the rates chosen,
+    a warning for a chosen rate at the edge of its grid, and what the search cost in optimizer steps."""
+    finalist_ids = {id(run.summary) for pair in pairs for run in pair}
+    finals = {id(run.summary) for runs in arms.values() for run in finalists(runs, metric).values()}
+    trials, arms_out, spent, untuned = [], {}, 0, 0
+    for arm, runs in arms.items():
+        rates = sorted({rate for run in runs for rate in run.summary.get("tuning", {}).get("grid", [])})
+        rates = rates or sorted({run.summary["learning_rate"] for run in runs})
+        chosen = {
+            str(run.summary["seed"]): run.summary["learning_rate"]
+            for pair in pairs
+            for run in pair
+            if run.summary["init"] == arm
+        }
+        warnings = sorted(
+            {warning for rate in chosen.values() if (warning := edge_warning(arm, rates, rate)) is not None}
+        )
+        arms_out[arm] = {"grid": rates, "chosen": chosen, "warnings": warnings}
+        # One untuned run per seed and data fraction costs the step budget; the search costs every trial's steps.
+        untuned += sum(run.summary["steps"] for run in finalists(runs, metric).values())
+        for run in runs:
+            tuning = run.summary.get("tuning") or {}
+            spent += tuning.get("steps", run.summary["steps"])
+            for trial in tuning.get("trials", []):
+                trials.append(
+                    {
+                        "arm": arm,
+                        "seed": run.summary["seed"],
+                        "data_fraction": _fraction(run.summary),
+                        "learning_rate": trial["learning_rate"],
+                        "steps": trial["steps"],
+                        "validation": trial["validation"][metric],
+                        "validation_loss": trial["validation"].get("loss"),
+                        "chosen": trial["chosen"] and id(run.summary) in finals,
+                        "in_verdict": trial["chosen"] and id(run.summary) in finalist_ids,
+                    }
+                )
+    first = next((run.summary.get("tuning") for runs in arms.values() for run in runs), None) or {}
+    return {
+        "enabled": bool(first.get("enabled", False)),
+        "search": f"successive halving (reduction {first.get('reduction', 3)}) on the validation split, "
+        f"ranked by {first.get('rule', 'the validation metric')}",
+        "arms": arms_out,
+        "trials": sorted(trials, key=lambda t: (t["arm"], t["data_fraction"], t["seed"], t["learning_rate"])),
+        "warnings": [warning for arm in arms_out.values() for warning in arm["warnings"]],
+        "cost": {
+            "steps": spent,
+            "untuned_steps": untuned,
+            "ratio": round(spent / untuned, 3) if untuned else None,
+        },
+    }
+
+
+def data_efficiency(
+    arms: dict[str, list[Evaluation]], metric: str, labels: np.ndarray, classes: int
+) -> dict[str, Any] | None:
+    """What pretraining is worth in labelled rows (Hernandez et al., *Scaling Laws for Transfer*, 2021):
+    at each training-set size, how many rows the scratch arm needed to match the pretrained arm's test
+    metric, interpolated on the scratch curve (log rows), or a bound when it never matched. None when
+    only the whole training split was trained on."""
+    chosen = {arm: finalists(runs, metric) for arm, runs in arms.items()}
+    fractions = sorted({fraction for _, fraction in chosen["pretrained"]})
+    if len(fractions) < 2:
+        return None
+    sizes, values = [], {"pretrained": [], "scratch": []}
+    for fraction in fractions:
+        for arm in values:
+            runs = [run for (_, share), run in chosen[arm].items() if share == fraction]
+            values[arm].append(
+                float(
+                    np.mean(
+                        [
+                            metric_value(
+                                metric, labels, run.predictions.column("predicted").to_numpy(), classes
+                            )
+                            for run in runs
+                        ]
+                    )
+                )
+            )
+            if arm == "pretrained":
+                sizes.append(int(np.mean([run.summary["train_rows"] for run in runs])))
+    points = []
+    for size, fraction, target in zip(sizes, fractions, values["pretrained"], strict=True):
+        needed = rows_to_match(sizes, values["scratch"], target)
+        point = {
+            "data_fraction": fraction,
+            "train_rows": size,
+            "pretrained": target,
+            "scratch": values["scratch"][fractions.index(fraction)],
+            "scratch_rows_to_match": needed,
+        }
+        if needed is None:
+            point["multiplier"] = None
+            point["bound"] = f"more than {max(sizes)} rows ({max(sizes) / size:.3g}×)"
+            point["effective_data_transferred"] = None
+        else:
+            point["multiplier"] = needed / size
+            point["bound"] = None
+            point["effective_data_transferred"] = needed - size
+        points.append(point)
+    return {
+        "metric": metric,
+        "method": "test metric against training rows for both arms (mean over seeds); scratch's rows to match "
+        "interpolated linearly in log rows between the sizes trained",
+        "points": points,
+    }
+
+
+def rows_to_match(sizes: list[int], scratch: list[float], target: float) -> float | None:
+    """The fewest training rows at which the scratch curve (linear in log rows between measured sizes)
+    reaches `target`; None when it never does within the sizes measured."""
+    if scratch[0] >= target:
+        return float(sizes[0])
+    for (n0, s0), (n1, s1) in pairwise(zip(sizes, scratch, strict=True)):
+        if s0 < target <= s1:
+            share = (target - s0) / (s1 - s0)
+            return float(np.exp(np.log(n0) + share * (np.log(n1) - np.log(n0))))
+    return None
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
@@ -611,6 +1085,112 @@ def match_sentence(match: dict[str, Any]) -> str:
     return f"Scratch reached {level} at step {match['scratch_steps']} of {match['budget_steps']}."
 
 
+def interval_text(row: dict[str, Any]) -> str:
+    """'[low, high]' of a test's pretrained − scratch interval, or 'no interval'."""
+    return f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]" if "ci_low" in row else "no interval"
+
+
+def floor_lines(result: dict[str, Any]) -> list[str]:
+    """The floor and both arms against it, as a report section."""
+    found = result.get("baselines")
+    if not found:
+        return []
+    majority, guess = found["majority_class"], found["stratified_guess"]
+    lines = [
+        "## Floor: a model that learned nothing",
+        "",
+        f"Floor ({found['metric']}, test split): {found['value']:.4f}, from the {found['by']}. Majority class "
+        f"'{majority['label']}' of the training split: accuracy {majority['accuracy']:.4f}, macro-F1 "
+        f"{majority['macro_f1']:.4f}; a guess at the training split's class shares: accuracy "
+        f"{guess['accuracy']:.4f}, macro-F1 {guess['macro_f1']:.4f}.",
+        "",
+        "| arm | " + found["metric"] + " | interval | clears the floor |",
+        "|---|---:|---|:---:|",
+    ]
+    for arm in ("pretrained", "scratch"):
+        row = found[arm]
+        lines.append(
+            f"| {arm} | {row['estimate']:.4f} | [{row['ci_low']:.4f}, {row['ci_high']:.4f}] | "
+            f"{'yes' if row['clears_floor'] else 'no'} |"
+        )
+    return [*lines, ""]
+
+
+def tuning_lines(result: dict[str, Any]) -> list[str]:
+    """The learning-rate search of both arms as a report section."""
+    tuning = result.get("tuning")
+    if not tuning or not tuning["trials"]:
+        return []
+    metric = result["metric"]
+    chosen = "; ".join(
+        f"{arm} {', '.join(f'seed {seed}: {rate:g}' for seed, rate in arm_info['chosen'].items())}"
+        f" (grid {', '.join(f'{rate:g}' for rate in arm_info['grid'])})"
+        for arm, arm_info in tuning["arms"].items()
+    )
+    cost = tuning["cost"]
+    lines = [
+        "## Tuning: both arms' learning rates, on the validation split",
+        "",
+        f"{'Search' if tuning['enabled'] else 'No search (tune.enabled is false)'}: {tuning['search']}. "
+        f"Chosen: {chosen}.",
+        "",
+    ]
+    if cost["ratio"] is not None:
+        lines += [
+            f"Cost: {cost['steps']} optimizer steps over all trials, {cost['ratio']:.2f}× the "
+            f"{cost['untuned_steps']} of untuned runs.",
+            "",
+        ]
+    lines += [f"**Warning:** {warning}." for warning in tuning["warnings"]]
+    lines += [
+        "",
+        f"| arm | seed | rows | learning rate | steps | validation {metric} | validation loss | chosen |",
+        "|---|---:|---:|---:|---:|---:|---:|:---:|",
+    ]
+    for trial in tuning["trials"]:
+        loss = trial["validation_loss"]
+        lines.append(
+            f"| {trial['arm']} | {trial['seed']} | {trial['data_fraction']:g} | {trial['learning_rate']:g} | "
+            f"{trial['steps']} | {trial['validation']:.4f} | {'' if loss is None else f'{loss:.4f}'} | "
+            f"{'yes' if trial['chosen'] else ''} |"
+        )
+    return [*lines, ""]
+
+
+def efficiency_sentence(point: dict[str, Any]) -> str:
+    """What the pretrained arm's score at one size was worth in scratch's rows."""
+    start = f"With {point['train_rows']} rows the pretrained arm scored {point['pretrained']:.4f}; scratch "
+    if point["scratch_rows_to_match"] is None:
+        return start + f"never matched it within the sizes trained: it would need {point['bound']}."
+    if point["multiplier"] <= 1:
+        return start + f"matched it with {point['scratch_rows_to_match']:.0f} rows (no more rows needed)."
+    return start + (
+        f"needed about {point['scratch_rows_to_match']:.0f} rows to match it ({point['multiplier']:.2f}× the rows; "
+        f"effective data transferred {point['effective_data_transferred']:.0f} rows)."
+    )
+
+
+def efficiency_lines(result: dict[str, Any]) -> list[str]:
+    found = result.get("data_efficiency")
+    if not found:
+        return []
+    lines = [
+        "## What pretraining is worth in labelled rows",
+        "",
+        f"Test {found['metric']} by training rows ({found['method']}).",
+        "",
+        "| share | training rows | pretrained | scratch | scratch rows to match |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for point in found["points"]:
+        needed = point["scratch_rows_to_match"]
+        lines.append(
+            f"| {point['data_fraction']:g} | {point['train_rows']} | {point['pretrained']:.4f} | "
+            f"{point['scratch']:.4f} | {point['bound'] if needed is None else f'{needed:.0f}'} |"
+        )
+    return [*lines, "", *(efficiency_sentence(point) for point in found["points"]), ""]
+
+
 def report_markdown(result: dict[str, Any]) -> str:
     tests = result["curves"]["tests"]
     count = result["seeds"]["count"]
@@ -623,18 +1203,21 @@ def report_markdown(result: dict[str, Any]) -> str:
         f"Decision rule: {result['decision_rule']}",
         "",
         results_table(result),
+        *floor_lines(result),
+        *tuning_lines(result),
         *screening_lines(result),
         *champion_lines(result),
-        f"## Learning curves (validation {result['metric']}{mean_of})",
+        f"## Learning curves: start, slope, asymptote (validation {result['metric']}{mean_of}; the start by "
+        "linear probe on the test split when measured)",
         "",
-        "| test | pretrained | scratch | difference | pretrained higher |",
-        "|---|---:|---:|---:|:---:|",
+        "| test | pretrained | scratch | difference | interval | finding |",
+        "|---|---:|---:|---:|---|---|",
     ]
-    for name, label in CURVE_TESTS.items():
+    for name in CURVE_TESTS:
         row = tests[name]
         lines.append(
-            f"| {label} | {row['pretrained']:.4f} | {row['scratch']:.4f} | {row['difference']:+.4f} | "
-            f"{'yes' if row['higher'] else 'no'} |"
+            f"| {row['measured_by']} | {row['pretrained']:.4f} | {row['scratch']:.4f} | {row['difference']:+.4f} | "
+            f"{interval_text(row)} | {row['finding']} |"
         )
     lines += ["", match_sentence(tests["match"]), "", "| step | pretrained | scratch |", "|---:|---:|---:|"]
     scratch_by_step = {p["step"]: p[result["metric"]] for p in result["curves"]["scratch"]}
@@ -643,4 +1226,5 @@ def report_markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {point['step']} | {point[result['metric']]:.4f} | {'' if other is None else f'{other:.4f}'} |"
         )
+    lines += ["", *efficiency_lines(result)]
     return "\n".join(lines) + "\n"

@@ -1,9 +1,9 @@
 """Model inputs: what turns a split's rows into tensors, for text and for images.
 
 finetune, the feature cache and evaluate_champion go through one of these two classes, so the rest
-of the training code does not care what kind of data it has. Text is tokenized once and batched by
-length (little padding); images stay encoded in the splits and are decoded and processed batch by
-batch, as they are read.
+of the training code does not care what kind of data it has. Text is tokenized once (evaluation
+rows sorted by length, so their batches carry little padding); images stay encoded in the splits and
+are decoded and processed batch by batch, as they are read.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ class TextInputs:
     """Tokenized text for AutoModelForSequenceClassification."""
 
     modality = "text"
-    sampling = "group_by_length"  # batches of similar length carry little padding
     remove_unused_columns = True
 
     def __init__(self, model_dir: Path, max_length: int, name: str) -> None:
@@ -48,7 +47,15 @@ class TextInputs:
             encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
             return encoded
 
-        encoded = dataset.map(tokenize, batched=True, remove_columns=["text"], keep_in_memory=True)
+        # In memory, and named rather than fingerprinted: hashing the tokenizer into a fingerprint took
+        # about half a second a call, and nothing is cached on disk to find again.
+        encoded = dataset.map(
+            tokenize,
+            batched=True,
+            remove_columns=["text"],
+            keep_in_memory=True,
+            new_fingerprint=f"{dataset._fingerprint}-tokens-{self.max_length}",
+        )
         if for_evaluation:
             encoded = encoded.select(np.argsort(np.asarray(encoded["length"]), kind="stable"))
         return encoded
@@ -77,7 +84,6 @@ class ImageInputs:
     """Images processed by the model's AutoImageProcessor for AutoModelForImageClassification."""
 
     modality = "image"
-    sampling = "random"  # replaced by a sampler seeded per epoch (see finetune)
     remove_unused_columns = False  # the Trainer must leave the encoded images to the transform
 
     def __init__(self, model_dir: Path, name: str) -> None:

@@ -121,9 +121,9 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
                 warnings.filterwarnings(
                     "ignore", message=".*(have no effect in the current local runner|non-Python base image).*"
                 )
-                # One seed at a time: every training process already uses all the cores. On the 2-core
+                # One run at a time: every training process already uses all the cores. On the 2-core
                 # machine, two seeds of a small demo run took 357 s two at once and 200 s one by one.
-                pipeline = build_pipeline(cfg, seeds_at_once=1)
+                pipeline = build_pipeline(cfg, runs_at_once=1)
                 pipeline(config=cfg.model_dump(), run_id=run_id, force=force)
         except RuntimeError as err:
             if error_file.is_file():
@@ -229,6 +229,9 @@ def summarize(
         "seeds": seeds_summary(gate_result),
         "screening": screening_summary(gate_result),
         "tests": gate_result["curves"]["tests"],
+        "tuning": gate_result.get("tuning"),
+        "baselines": gate_result.get("baselines"),
+        "data_efficiency": gate_result.get("data_efficiency"),
         "registered": registered,
         "champion": champion_summary(gate_result),
         "decided_by": gate_result["decided_by"],

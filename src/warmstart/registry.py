@@ -24,7 +24,7 @@ from warmstart.config import Config
 from warmstart.errors import RegistrationRefused, WarmstartError
 from warmstart.fetch import load_manifest
 from warmstart.finetune import WEIGHTS_FILE
-from warmstart.gate import load_result, results_table
+from warmstart.gate import floor_lines, load_result, results_table, tuning_lines
 from warmstart.ingest import data_card_markdown, load_card
 from warmstart.storage import Store, open_store, sha256_file
 
@@ -213,6 +213,8 @@ def model_card(
             f"Gate verdict **{gate_result['verdict']}**: {gate_result['reason']}.",
             "",
             results_table(gate_result),
+            *tuning_lines(gate_result),
+            *floor_lines(gate_result),
             "## Data",
             "",
             data_card_markdown(data_card),

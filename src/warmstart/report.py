@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from warmstart.errors import WarmstartError
-from warmstart.gate import CURVE_TESTS, aligned_curves, match_sentence
+from warmstart.gate import CURVE_TESTS, aligned_curves, efficiency_sentence, interval_text, match_sentence
 
 HTML_FILE = "report.html"
 # One colour per arm, everywhere.
@@ -216,6 +216,136 @@ def _data_card(card: dict[str, Any] | None) -> str:
     return _facts(facts) + _table(["split", "rows", *(f"label {n}" for n in names)], rows)
 
 
+def _start_note(start: dict[str, Any]) -> str:
+    if "method" in start:
+        rows = start["rows"]
+        return (
+            f"The start is a {start['method']} ({rows['train']} training, {rows['validation']} validation, "
+            f"{rows['test']} test rows); scratch's is the architecture's random init."
+        )
+    return "The start is step 0 of the learning curves, where both arms' classification layers are untrained."
+
+
+def _floor(result: dict[str, Any]) -> str:
+    found = result.get("baselines")
+    if not found:
+        return "<p>No floor was computed.</p>"
+    majority, guess = found["majority_class"], found["stratified_guess"]
+    rows = [
+        [
+            arm,
+            f"{found[arm]['estimate']:.4f}",
+            f"[{found[arm]['ci_low']:.4f}, {found[arm]['ci_high']:.4f}]",
+            "yes" if found[arm]["clears_floor"] else "no",
+        ]
+        for arm in ("pretrained", "scratch")
+    ]
+    verdict = (
+        "The scratch arm learned: its interval lies above the floor."
+        if found["learned"]
+        else "The scratch arm did not clear the floor: the gain is over a baseline that learned nothing "
+        "after its tuning budget."
+    )
+    return (
+        f"<p>Floor ({html.escape(found['metric'])}, test split): <b>{found['value']:.4f}</b>, from the "
+        f"{html.escape(found['by'])}. Majority class '{html.escape(majority['label'])}' of the training split: "
+        f"accuracy {majority['accuracy']:.4f}, macro-F1 {majority['macro_f1']:.4f}; a guess at the training "
+        f"split's class shares: accuracy {guess['accuracy']:.4f}, macro-F1 {guess['macro_f1']:.4f}. "
+        f"{verdict}</p>" + _table(["arm", found["metric"], "interval", "clears the floor"], rows)
+    )
+
+
+def _tuning(result: dict[str, Any]) -> str:
+    tuning = result.get("tuning")
+    if not tuning or not tuning["trials"]:
+        return "<p>No tuning record (an evaluation from an older warmstart).</p>"
+    metric = result["metric"]
+    chosen = "; ".join(
+        f"{arm}: {', '.join(f'seed {seed} → {rate:g}' for seed, rate in info['chosen'].items())} of "
+        f"[{', '.join(f'{rate:g}' for rate in info['grid'])}]"
+        for arm, info in tuning["arms"].items()
+    )
+    cost = tuning["cost"]
+    spent = (
+        f" It trained {cost['steps']} optimizer steps in all, {cost['ratio']:.2f}× the {cost['untuned_steps']} "
+        f"of untuned runs."
+        if cost["ratio"] is not None
+        else ""
+    )
+    head = (
+        f"<p>{'Both arms searched their own grids on the same step budget' if tuning['enabled'] else 'tune.enabled is false: each arm trained at its one rate'}: "
+        f"{html.escape(tuning['search'])}. Chosen rates: {html.escape(chosen)}.{spent}</p>"
+    )
+    warnings = "".join(f'<p class="warning">Warning: {html.escape(w)}.</p>' for w in tuning["warnings"])
+    rows = [
+        [
+            trial["arm"],
+            trial["seed"],
+            f"{trial['data_fraction']:g}",
+            f"{trial['learning_rate']:g}",
+            trial["steps"],
+            f"{trial['validation']:.4f}",
+            "" if trial["validation_loss"] is None else f"{trial['validation_loss']:.4f}",
+            "chosen" if trial["chosen"] else "",
+        ]
+        for trial in tuning["trials"]
+    ]
+    header = [
+        "arm",
+        "seed",
+        "share of rows",
+        "learning rate",
+        "steps",
+        f"validation {metric}",
+        "validation loss",
+        "",
+    ]
+    return head + warnings + _table(header, rows, numeric_from=1)
+
+
+def efficiency_figure(result: dict[str, Any]) -> str:
+    """Test metric against training rows (log scale), both arms."""
+    plt = _pyplot()
+    found = result["data_efficiency"]
+    figure, axes = plt.subplots(figsize=(6.4, 3.6))
+    rows = [point["train_rows"] for point in found["points"]]
+    for arm in ("pretrained", "scratch"):
+        axes.plot(
+            rows, [p[arm] for p in found["points"]], marker="o", color=COLORS[arm], linewidth=2, label=arm
+        )
+    axes.set_xscale("log")
+    axes.set_xlabel("training rows (log scale)")
+    axes.set_ylabel(f"test {found['metric']}")
+    axes.set_title("Data efficiency")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(frameon=False)
+    return _png(figure)
+
+
+def _efficiency(result: dict[str, Any]) -> str:
+    found = result.get("data_efficiency")
+    if not found:
+        return ""
+    rows = [
+        [
+            f"{p['data_fraction']:g}",
+            p["train_rows"],
+            f"{p['pretrained']:.4f}",
+            f"{p['scratch']:.4f}",
+            p["bound"] if p["scratch_rows_to_match"] is None else f"{p['scratch_rows_to_match']:.0f}",
+        ]
+        for p in found["points"]
+    ]
+    sentences = "".join(f"<li>{html.escape(efficiency_sentence(p))}</li>" for p in found["points"])
+    return (
+        '<h2 id="efficiency-section">What pretraining is worth in labelled rows</h2>'
+        f"<p>{html.escape(found['method'])} (Hernandez et al., Scaling Laws for Transfer, 2021).</p>"
+        f'<figure><img id="efficiency" alt="test metric against training rows" src="{efficiency_figure(result)}"></figure>'
+        + _table(["share", "training rows", "pretrained", "scratch", "scratch rows to match"], rows)
+        + f"<ul>{sentences}</ul>"
+    )
+
+
 def _facts(facts: list[tuple[str, Any]]) -> str:
     items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts)
     return f"<dl>{items}</dl>"
@@ -247,7 +377,7 @@ h1{font-size:26px;margin:0 0 6px} h2{font-size:18px;margin:28px 0 10px;border-bo
 figure img{max-width:100%;height:auto;display:block}
 table{border-collapse:collapse;font-size:14px;margin:6px 0} th,td{padding:4px 10px;border-bottom:1px solid #e3e5e8;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums} dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;font-size:14px}
-dt{color:#6b6b70} dd{margin:0;word-break:break-all} .pretrained{color:#1f66b3;font-weight:600} .scratch{color:#e07b00;font-weight:600}
+.warning{color:#8a5300;font-weight:600} dt{color:#6b6b70} dd{margin:0;word-break:break-all} .pretrained{color:#1f66b3;font-weight:600} .scratch{color:#e07b00;font-weight:600}
 """
 
 
@@ -271,12 +401,14 @@ def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain:
     ]
     curve_rows = [
         [
-            label,
+            tests[name]["measured_by"],
             f"{tests[name]['pretrained']:.4f}",
             f"{tests[name]['scratch']:.4f}",
-            "yes" if tests[name]["higher"] else "no",
+            f"{tests[name]['difference']:+.4f}",
+            interval_text(tests[name]),
+            tests[name]["finding"],
         ]
-        for name, label in CURVE_TESTS.items()
+        for name in CURVE_TESTS
     ]
     lineage = [
         (
@@ -317,9 +449,18 @@ arm got right, {test["only_scratch_right"]} only scratch got right, p = {test["p
         gain_figure(result, min_gain)
     }"></figure>
 </div>
-<h2>Learning curves (validation {metric}{f", mean of {seeds['count']} seeds" if several else ""})</h2>
-{_table(["test", "pretrained", "scratch", "pretrained higher"], curve_rows)}
+<h2>Learning curves: start, slope, asymptote (validation {metric}{
+        f", mean of {seeds['count']} seeds" if several else ""
+    })</h2>
+<p>Pretrained − scratch, each with its {gain["confidence"]:.0%} bootstrap interval; "higher" only when the
+interval lies above zero. {html.escape(_start_note(tests["start"]))}</p>
+{_table(["test", "pretrained", "scratch", "difference", "interval", "finding"], curve_rows)}
 <p>{html.escape(match_sentence(tests["match"]))}</p>
+<h2 id="floor-section">Floor: a model that learned nothing</h2>
+{_floor(result)}
+<h2 id="tuning-section">Tuning: both arms' learning rates</h2>
+{_tuning(result)}
+{_efficiency(result)}
 <h2>Confusion matrices (test split)</h2>
 <figure><img id="confusion" alt="confusion matrices of both arms" src="{confusion_figure(result)}"></figure>
 <h2>Pre-screen of the candidates</h2>

@@ -23,21 +23,11 @@ import numpy as np
 
 from warmstart.config import Config
 from warmstart.fetch import fetch, load_manifest
+from warmstart.probe import feature_precision, split_rows
 
 SCREENING_FILE = "screening.json"
 RANDOM_INIT = "random init"
 METHOD = "LogME (You et al., ICML 2021) on mean-pooled frozen features of the training split"
-
-
-def _sample(dataset_dir: Path, rows: int, seed: int):
-    """The training split, or `rows` of it drawn at random (the same rows for every candidate)."""
-    import pyarrow.parquet as pq
-    from datasets import Dataset
-
-    train = Dataset(pq.read_table(dataset_dir / "train.parquet"))
-    if rows and rows < len(train):
-        train = train.shuffle(seed=seed).select(range(rows))
-    return train
 
 
 def _score(
@@ -48,19 +38,36 @@ def _score(
     max_length: int,
     name: str,
     random_init: bool = False,
-) -> tuple[float, float]:
+    seed: int = 0,
+    precision: str = "fp32",
+) -> tuple[float, float, np.ndarray]:
     from warmstart.transferability import logme, mean_pooled_features
 
     started = time.perf_counter()
-    features = mean_pooled_features(model_dir, rows, max_length, modality, random_init=random_init, name=name)
-    return logme(features, labels), time.perf_counter() - started
+    features = mean_pooled_features(
+        model_dir,
+        rows,
+        max_length,
+        modality,
+        random_init=random_init,
+        seed=seed,
+        name=name,
+        precision=precision,
+    )
+    return logme(features, labels), time.perf_counter() - started, features
 
 
 def fetch_best(
-    cfg: Config, dataset_dir: str | Path, output_dir: str | Path, screening_dir: str | Path | None = None
+    cfg: Config,
+    dataset_dir: str | Path,
+    output_dir: str | Path,
+    screening_dir: str | Path | None = None,
+    features: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fetch the base model into `output_dir`: `model.source`, or with `model.candidates` the one with
-    the best LogME score. Returns its manifest and the screening (also written to `screening_dir`)."""
+    the best LogME score. Returns its manifest and the screening (also written to `screening_dir`).
+    A `features` dict receives the screened training rows' features of the chosen model
+    (`pretrained`) and of the random init (`random_init`), for the linear probe to reuse."""
     from warmstart.ingest import load_card
 
     output_dir = Path(output_dir)
@@ -76,29 +83,49 @@ def fetch_best(
         dataset_dir = Path(dataset_dir)
         card = load_card(dataset_dir)
         modality = card.get("modality", "text")
-        rows = _sample(dataset_dir, cfg.model.screen_rows, cfg.train.seed)
+        rows = split_rows(dataset_dir, "train", cfg.model.screen_rows, cfg.train.seed)
         labels = np.asarray(rows["label"])
+        # The precision training runs in, so the linear probe can reuse these features.
+        precision = feature_precision(cfg)
         ranking = []
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="warmstart-screen-", dir=output_dir.parent) as scratch:
-            fetched = []
+            fetched, pooled = [], []
             for index, uri in enumerate(sources):
                 what = (
                     "model.source" if index == 0 else f"model.candidates[{cfg.model.candidates.index(uri)}]"
                 )
                 directory = Path(scratch) / str(index)
                 manifest = fetch(uri, directory, cfg.registry.uri, what)
-                score, seconds = _score(
-                    directory, rows, labels, modality, cfg.model.max_length, f"{what} '{uri}'"
+                score, seconds, found = _score(
+                    directory,
+                    rows,
+                    labels,
+                    modality,
+                    cfg.model.max_length,
+                    f"{what} '{uri}'",
+                    precision=precision,
                 )
                 fetched.append(directory)
+                pooled.append(found)
                 ranking.append(_entry(uri, manifest, score, seconds))
                 print(f"screen: {uri} LogME {score:.4f} ({seconds:.0f}s)", flush=True)
-            floor, seconds = _score(
-                fetched[0], rows, labels, modality, cfg.model.max_length, "model.source", random_init=True
+            # Seeded as the linear probe's random init (and the first scratch run's), so it can reuse these.
+            floor, seconds, random_features = _score(
+                fetched[0],
+                rows,
+                labels,
+                modality,
+                cfg.model.max_length,
+                "model.source",
+                random_init=True,
+                seed=cfg.train.run_seeds()[0],
+                precision=precision,
             )
             print(f"screen: {RANDOM_INIT} ({sources[0]}'s architecture) LogME {floor:.4f}", flush=True)
             best = max(range(len(sources)), key=lambda i: (ranking[i]["logme"], -i))
+            if features is not None:
+                features.update(pretrained=pooled[best], random_init=random_features)
             for index, entry in enumerate(ranking):
                 entry.update(above_floor=entry["logme"] > floor, chosen=index == best)
             ranking.append(

@@ -35,8 +35,16 @@ INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 POLL_SECONDS = 10.0
 
 
-def job_name(cfg: Config, init: str, card: dict[str, Any], manifest: dict[str, Any]) -> str:
-    return f"warmstart-{arm_run(cfg, init, card, manifest)}"[:63]
+def job_name(
+    cfg: Config,
+    init: str,
+    card: dict[str, Any],
+    manifest: dict[str, Any],
+    learning_rates: list[float] | None = None,
+    fraction: float = 1.0,
+) -> str:
+    extra = {"learning_rates": learning_rates, "fraction": fraction} if learning_rates else {}
+    return f"warmstart-{arm_run(cfg, init, card, manifest, **extra)}"[:63]
 
 
 def build_trainjob(cfg: Config, name: str, image: str, worker_args: list[str]) -> dict[str, Any]:
@@ -180,11 +188,19 @@ def _stream_log(core: Any, namespace: str, name: str, printed: int, api_exceptio
 
 
 def finetune_on_trainer(
-    cfg: Config, init: str, dataset_dir: Path, base_model_dir: Path, model_dir: Path, evaluation_dir: Path
+    cfg: Config,
+    init: str,
+    dataset_dir: Path,
+    base_model_dir: Path,
+    model_dir: Path,
+    evaluation_dir: Path,
+    learning_rates: list[float] | None = None,
+    fraction: float = 1.0,
 ) -> dict[str, Any]:
-    """Run one arm as a multi-node TrainJob and copy its outputs into this step's output paths."""
+    """Run one arm (its search over `learning_rates`, on `fraction` of the rows) as a multi-node TrainJob
+    and copy its outputs into this step's output paths."""
     from warmstart.fetch import load_manifest
-    from warmstart.finetune import SUMMARY_FILE
+    from warmstart.finetune import SUMMARY_FILE, run_arguments
     from warmstart.ingest import load_card
 
     root = cfg.checkpoint_root()
@@ -198,7 +214,9 @@ def finetune_on_trainer(
         raise ConfigError(
             "train.trainer_image is empty and the step has no WARMSTART_IMAGE; compile with --image"
         )
-    name = job_name(cfg, init, load_card(dataset_dir), load_manifest(base_model_dir))
+    name = job_name(
+        cfg, init, load_card(dataset_dir), load_manifest(base_model_dir), learning_rates, fraction
+    )
     store = open_store(f"{root.rstrip('/')}/{name}")
     put_tree(dataset_dir, store.uri("inputs/dataset"))
     put_tree(base_model_dir, store.uri("inputs/base_model"))
@@ -206,6 +224,7 @@ def finetune_on_trainer(
         *("--config-json", cfg.model_dump_json(), "--init", init),
         *("--dataset", store.uri("inputs/dataset"), "--base-model", store.uri("inputs/base_model")),
         *("--model", store.uri("outputs/model"), "--evaluation", store.uri("outputs/evaluation")),
+        *(run_arguments(learning_rates, fraction) if learning_rates else []),
     ]
     job = build_trainjob(cfg, name, image, worker_args)
     custom, core = _clients()

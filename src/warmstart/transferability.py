@@ -128,6 +128,7 @@ def mean_pooled_features(
     random_init: bool = False,
     seed: int = 0,
     name: str = "",
+    precision: str = "fp32",
 ) -> np.ndarray:
     """The frozen encoder's last hidden states averaged per row: over a text's tokens (padding left
     out), or over an image's patches or feature-map positions. One row of features per input row.
@@ -135,16 +136,31 @@ def mean_pooled_features(
     `rows` is a split as a `datasets.Dataset` (a `text` or `image` column) or a list of texts.
     `random_init` gives the same architecture with random weights: the floor a pretrained candidate
     must clear. Any classification head in `model_dir` is left out. Runs on the GPU when there is
-    one. `name` says which model in errors.
+    one, under `precision` autocast (bf16, fp16) when asked. `name` says which model in errors.
     """
+    return features_of_splits(
+        model_dir, {"rows": rows}, max_length, modality, batch_size, random_init, seed, name, precision
+    )["rows"]
+
+
+def features_of_splits(
+    model_dir: str | Path,
+    splits: dict[str, Any],
+    max_length: int = 128,
+    modality: str = "text",
+    batch_size: int = 64,
+    random_init: bool = False,
+    seed: int = 0,
+    name: str = "",
+    precision: str = "fp32",
+) -> dict[str, np.ndarray]:
+    """`mean_pooled_features` of several splits, with the model loaded once."""
     import torch
     from datasets import Dataset
     from transformers import AutoConfig, AutoModel
 
     from warmstart.inputs import inputs_for
 
-    if isinstance(rows, list):
-        rows = Dataset.from_dict({"text": rows})
     model_dir = Path(model_dir)
     inputs = inputs_for(modality, model_dir, max_length, name)
     if random_init:
@@ -154,21 +170,27 @@ def mean_pooled_features(
         model = AutoModel.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
-    encoded = inputs.encode(rows)  # row order kept: feature i belongs to row i
-    features: np.ndarray | None = None
-    with torch.inference_mode():
-        for indices, batch in inputs.batches(encoded, batch_size):
-            batch = {key: value.to(device) for key, value in batch.items()}
-            hidden = model(**batch).last_hidden_state
-            if hidden.dim() == 4:  # a convolutional feature map (batch, channels, height, width)
-                pooled = hidden.mean(dim=(2, 3))
-            elif "attention_mask" in batch:
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            else:
-                pooled = hidden.mean(dim=1)
-            if features is None:
-                features = np.empty((len(rows), pooled.shape[-1]), dtype=np.float32)
-            features[indices] = pooled.float().cpu().numpy()
-    assert features is not None, "no rows to compute features of"
-    return features
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    found = {}
+    for split, rows in splits.items():
+        if isinstance(rows, list):
+            rows = Dataset.from_dict({"text": rows})
+        encoded = inputs.encode(rows)  # row order kept: feature i belongs to row i
+        features: np.ndarray | None = None
+        with torch.inference_mode(), torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+            for indices, batch in inputs.batches(encoded, batch_size):
+                batch = {key: value.to(device) for key, value in batch.items()}
+                hidden = model(**batch).last_hidden_state.float()
+                if hidden.dim() == 4:  # a convolutional feature map (batch, channels, height, width)
+                    pooled = hidden.mean(dim=(2, 3))
+                elif "attention_mask" in batch:
+                    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+                else:
+                    pooled = hidden.mean(dim=1)
+                if features is None:
+                    features = np.empty((len(rows), pooled.shape[-1]), dtype=np.float32)
+                features[indices] = pooled.cpu().numpy()
+        assert features is not None, f"no rows in {split} to compute features of"
+        found[split] = features
+    return found
