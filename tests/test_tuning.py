@@ -9,7 +9,19 @@ from conftest import FILLER, stage_inputs, tiny_config, write_csv
 
 from warmstart.config import Config
 from warmstart.finetune import finetune
-from warmstart.tuning import edge_warning, grid, middle, plan, rungs, share_of, shares, steps_cost, survivors
+from warmstart.tuning import (
+    edge_warning,
+    grid,
+    middle,
+    plan,
+    ranking,
+    rungs,
+    share_of,
+    shares,
+    standard_error,
+    steps_cost,
+    survivors,
+)
 
 SPAM_WORDS = ["win", "free", "prize", "cash", "claim", "offer", "urgent", "call"]
 
@@ -108,6 +120,26 @@ def test_the_best_rates_go_on_and_a_plateau_goes_to_the_middle_of_the_grid():
     assert survivors(plateau, 1, "accuracy") == [0], (
         "without the middle rule the loss picks the rate that never moved"
     )
+
+
+def test_rates_the_validation_split_cannot_tell_apart_are_tied():
+    """The demo's pretrained arm at its rung, 100 validation rows: 2e-5 led by one row (0.64 to 0.63)
+    and, chosen, ended at 0.674 test accuracy where 5e-5 ends at 0.812. One standard error of 0.64 on
+    100 rows is 0.048: the three are tied and the middle of the grid goes on."""
+
+    def trial(rate, accuracy, loss):
+        return {"learning_rate": rate, "validation": {"accuracy": accuracy, "loss": loss}}
+
+    rates = [2e-5, 5e-5, 1e-4]
+    rung = [trial(2e-5, 0.64, 0.66), trial(5e-5, 0.63, 0.64), trial(1e-4, 0.61, 0.65)]
+    assert standard_error(0.64, 100) == pytest.approx(0.048, abs=1e-3)
+    assert survivors(rung, 1, "accuracy", middle(rates), rows=100) == [1]
+    assert survivors(rung, 1, "accuracy", middle(rates)) == [0], "without the rows, only exact ties tie"
+    # A difference the split can resolve still decides: 0.71 against 0.59 and 0.63 on 100 rows.
+    clear = [trial(2e-5, 0.59, 0.66), trial(5e-5, 0.63, 0.64), trial(1e-4, 0.71, 0.60)]
+    assert ranking(clear, "accuracy", middle(rates), rows=100)[0] == 2
+    # On many rows the same one-point lead is real.
+    assert survivors(rung, 1, "accuracy", middle(rates), rows=100_000) == [0]
 
 
 def test_a_chosen_rate_at_the_edge_of_its_grid_is_warned_about():

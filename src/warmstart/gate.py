@@ -22,6 +22,7 @@ many steps scratch needed to reach the pretrained arm's plateau, when it did.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,7 +34,7 @@ from warmstart.errors import WarmstartError
 from warmstart.finetune import SUMMARY_FILE, load_evaluation, load_validation_predictions
 from warmstart.metrics import METRICS, all_metrics, weighted_metric
 from warmstart.metrics import metric as metric_value
-from warmstart.tuning import edge_warning, middle, rank_key
+from warmstart.tuning import edge_warning, middle, ranking
 
 RESULT_FILE = "gate_result.json"
 # The learning-curve tests and how reports name them (the start's, when a linear probe measured it:
@@ -68,23 +69,16 @@ def paired_bootstrap(
     """
     pretrained, scratch = np.atleast_2d(pretrained), np.atleast_2d(scratch)
     runs, n = pretrained.shape
-    rng = np.random.default_rng(seed)
-    gains = np.empty(samples)
-    block = max(1, min(samples, BLOCK_CELLS // max(n, 1)))
-    for start in range(0, samples, block):
-        rows = min(block, samples - start)
-        weights = resample_weights(rng, rows, n)
-        per_run = np.stack(
-            [
-                weighted_metric(metric, labels, pretrained[i], weights, classes)
-                - weighted_metric(metric, labels, scratch[i], weights, classes)
-                for i in range(runs)
-            ],
-            axis=1,
-        )  # (rows, runs)
-        if runs > 1:
-            per_run = np.take_along_axis(per_run, rng.integers(0, runs, size=(rows, runs)), axis=1)
-        gains[start : start + rows] = per_run.mean(axis=1)
+    gains = multi_bootstrap(
+        lambda i, weights: (
+            weighted_metric(metric, labels, pretrained[i], weights, classes)
+            - weighted_metric(metric, labels, scratch[i], weights, classes)
+        ),
+        runs,
+        n,
+        samples,
+        seed,
+    )
     tail = (1 - confidence) / 2
     low, high = np.quantile(gains, [tail, 1 - tail])
     estimate = np.mean(
@@ -113,6 +107,26 @@ def resample_weights(rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
     return np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n)
 
 
+def multi_bootstrap(
+    statistic: Callable[[int, np.ndarray], np.ndarray], runs: int, n: int, samples: int, seed: int
+) -> np.ndarray:
+    """`samples` bootstrap replicates of the mean over `runs` seeds of `statistic(run, weights)`, which
+    gives one value per resample of the n test rows (weights: rows × n draw counts). With several
+    seeds each replicate also redraws the seeds with replacement (Multi-Bootstrap). Vectorised in
+    blocks of resamples."""
+    rng = np.random.default_rng(seed)
+    replicates = np.empty(samples)
+    block = max(1, min(samples, BLOCK_CELLS // max(n, 1)))
+    for start in range(0, samples, block):
+        rows = min(block, samples - start)
+        weights = resample_weights(rng, rows, n)
+        per_run = np.stack([statistic(i, weights) for i in range(runs)], axis=1)  # (rows, runs)
+        if runs > 1:
+            per_run = np.take_along_axis(per_run, rng.integers(0, runs, size=(rows, runs)), axis=1)
+        replicates[start : start + rows] = per_run.mean(axis=1)
+    return replicates
+
+
 def metric_interval(
     metric: str,
     labels: np.ndarray,
@@ -126,18 +140,13 @@ def metric_interval(
     the mean over seeds, each resample redrawing the seeds too (as `paired_bootstrap`)."""
     predicted = np.atleast_2d(predicted)
     runs, n = predicted.shape
-    rng = np.random.default_rng(seed)
-    values = np.empty(samples)
-    block = max(1, min(samples, BLOCK_CELLS // max(n, 1)))
-    for start in range(0, samples, block):
-        rows = min(block, samples - start)
-        weights = resample_weights(rng, rows, n)
-        per_run = np.stack(
-            [weighted_metric(metric, labels, predicted[i], weights, classes) for i in range(runs)], axis=1
-        )
-        if runs > 1:
-            per_run = np.take_along_axis(per_run, rng.integers(0, runs, size=(rows, runs)), axis=1)
-        values[start : start + rows] = per_run.mean(axis=1)
+    values = multi_bootstrap(
+        lambda i, weights: weighted_metric(metric, labels, predicted[i], weights, classes),
+        runs,
+        n,
+        samples,
+        seed,
+    )
     tail = (1 - confidence) / 2
     low, high = np.quantile(values, [tail, 1 - tail])
     estimate = float(np.mean([metric_value(metric, labels, predicted[i], classes) for i in range(runs)]))
@@ -514,20 +523,24 @@ def _fraction(summary: dict[str, Any]) -> float:
 
 def finalists(runs: list[Evaluation], metric: str) -> dict[tuple[int, float], Evaluation]:
     """Per (seed, data fraction), the run with the best final validation metric (ties as in
-    warmstart.tuning.rank_key): when an arm's tuning grid was split over several tasks
+    warmstart.tuning.ranking): when an arm's tuning grid was split over several tasks
     (tune.parallel_trials), each brought its own best rate, and the best of those is the arm's."""
-
-    def key(run: Evaluation) -> tuple[float, ...]:
-        point = run.summary["learning_curve"][-1]
-        rates = run.summary.get("tuning", {}).get("grid") or [run.summary["learning_rate"]]
-        trial = {"learning_rate": run.summary["learning_rate"], "validation": {"loss": 0.0, **point}}
-        return rank_key(trial, metric, middle(rates))
-
-    best: dict[tuple[int, float], Evaluation] = {}
+    slots: dict[tuple[int, float], list[Evaluation]] = {}
     for run in runs:
-        slot = (run.summary["seed"], _fraction(run.summary))
-        if slot not in best or key(run) < key(best[slot]):
-            best[slot] = run
+        slots.setdefault((run.summary["seed"], _fraction(run.summary)), []).append(run)
+    best: dict[tuple[int, float], Evaluation] = {}
+    for slot, candidates in slots.items():
+        first = candidates[0].summary
+        rates = first.get("tuning", {}).get("grid") or [first["learning_rate"]]
+        trials = [
+            {
+                "learning_rate": run.summary["learning_rate"],
+                "validation": {"loss": 0.0, **run.summary["learning_curve"][-1]},
+            }
+            for run in candidates
+        ]
+        rows = int(first.get("validation_rows") or 0)
+        best[slot] = candidates[ranking(trials, metric, middle(rates), rows)[0]]
     return best
 
 
