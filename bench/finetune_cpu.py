@@ -41,7 +41,8 @@ def main() -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     transformers.logging.set_verbosity_error()
-    cfg = Config.from_dict({"train": {"epochs": EPOCHS}})
+    # One rate, as the Trainer setups train: the learning-rate search is measured in demo_end_to_end.py.
+    cfg = Config.from_dict({"train": {"epochs": EPOCHS}, "tune": {"enabled": False}})
     train_cfg = cfg.train
     runs = {}
     with tempfile.TemporaryDirectory() as work_dir:
