@@ -1129,31 +1129,41 @@ def floor_lines(result: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def chosen_rates(tuning: dict[str, Any]) -> str:
+    """Each arm's chosen rate per seed, of its grid (the Markdown and the HTML report say it alike)."""
+    return "; ".join(
+        f"{arm}: {', '.join(f'seed {seed} → {rate:g}' for seed, rate in info['chosen'].items())} of "
+        f"[{', '.join(f'{rate:g}' for rate in info['grid'])}]"
+        for arm, info in tuning["arms"].items()
+    )
+
+
+def tuning_cost(tuning: dict[str, Any]) -> str:
+    """What the search cost, in optimizer steps against untuned runs ('' without a ratio)."""
+    cost = tuning["cost"]
+    if cost["ratio"] is None:
+        return ""
+    return (
+        f"It trained {cost['steps']} optimizer steps in all, {cost['ratio']:.2f}× the "
+        f"{cost['untuned_steps']} of untuned runs."
+    )
+
+
 def tuning_lines(result: dict[str, Any]) -> list[str]:
     """The learning-rate search of both arms as a report section."""
     tuning = result.get("tuning")
     if not tuning or not tuning["trials"]:
         return []
     metric = result["metric"]
-    chosen = "; ".join(
-        f"{arm} {', '.join(f'seed {seed}: {rate:g}' for seed, rate in arm_info['chosen'].items())}"
-        f" (grid {', '.join(f'{rate:g}' for rate in arm_info['grid'])})"
-        for arm, arm_info in tuning["arms"].items()
-    )
-    cost = tuning["cost"]
     lines = [
         "## Tuning: both arms' learning rates, on the validation split",
         "",
         f"{'Search' if tuning['enabled'] else 'No search (tune.enabled is false)'}: {tuning['search']}. "
-        f"Chosen: {chosen}.",
+        f"Chosen rates: {chosen_rates(tuning)}.",
         "",
     ]
-    if cost["ratio"] is not None:
-        lines += [
-            f"Cost: {cost['steps']} optimizer steps over all trials, {cost['ratio']:.2f}× the "
-            f"{cost['untuned_steps']} of untuned runs.",
-            "",
-        ]
+    if tuning_cost(tuning):
+        lines += [tuning_cost(tuning), ""]
     lines += [f"**Warning:** {warning}." for warning in tuning["warnings"]]
     lines += [
         "",

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from warmstart.errors import WarmstartError
-from warmstart.gate import CURVE_TESTS, aligned_curves, efficiency_sentence, interval_text, match_sentence
+from warmstart.gate import (
+    CURVE_TESTS,
+    aligned_curves,
+    chosen_rates,
+    efficiency_sentence,
+    interval_text,
+    match_sentence,
+    tuning_cost,
+)
 
 HTML_FILE = "report.html"
 # One colour per arm, everywhere.
@@ -260,18 +268,8 @@ def _tuning(result: dict[str, Any]) -> str:
     if not tuning or not tuning["trials"]:
         return "<p>No tuning record (an evaluation from an older warmstart).</p>"
     metric = result["metric"]
-    chosen = "; ".join(
-        f"{arm}: {', '.join(f'seed {seed} → {rate:g}' for seed, rate in info['chosen'].items())} of "
-        f"[{', '.join(f'{rate:g}' for rate in info['grid'])}]"
-        for arm, info in tuning["arms"].items()
-    )
-    cost = tuning["cost"]
-    spent = (
-        f" It trained {cost['steps']} optimizer steps in all, {cost['ratio']:.2f}× the {cost['untuned_steps']} "
-        f"of untuned runs."
-        if cost["ratio"] is not None
-        else ""
-    )
+    chosen = chosen_rates(tuning)
+    spent = f" {tuning_cost(tuning)}" if tuning_cost(tuning) else ""
     head = (
         f"<p>{'Both arms searched their own grids on the same step budget' if tuning['enabled'] else 'tune.enabled is false: each arm trained at its one rate'}: "
         f"{html.escape(tuning['search'])}. Chosen rates: {html.escape(chosen)}.{spent}</p>"
