@@ -32,18 +32,32 @@ TASK_LINE = re.compile(
 
 
 def task_seconds(log: Path) -> dict[str, float]:
-    """Each task's wall time from kfp.local's log lines 'Executing task X' and 'Task X finished'."""
-    started: dict[str, datetime] = {}
+    """Each task's wall time from kfp.local's log lines 'Executing task X' and 'Task X finished'.
+
+    Tasks of one name (the finetune tasks of a ParallelFor, which run side by side) get "X", "X #2", ...
+    in the order they finish, each paired with the earliest start still open; "X (all)" is the span from
+    the first one's start to the last one's end."""
+    started: dict[str, list[datetime]] = {}
+    spans: dict[str, list[datetime]] = {}
     seconds: dict[str, float] = {}
     for line in log.read_text(encoding="utf-8").splitlines():
         match = TASK_LINE.match(line)
         if not match:
             continue
         at = datetime.strptime(match.group(1), "%H:%M:%S.%f")
+        name = match.group(2) or match.group(3)
         if match.group(2):
-            started[match.group(2)] = at
-        else:
-            seconds[match.group(3)] = round((at - started[match.group(3)]).total_seconds(), 2)
+            started.setdefault(name, []).append(at)
+            spans.setdefault(name, [at, at])
+            continue
+        key, count = name, 1
+        while key in seconds:
+            count += 1
+            key = f"{name} #{count}"
+        seconds[key] = round((at - started[name].pop(0)).total_seconds(), 2)
+        spans[name][1] = at
+        if count > 1:
+            seconds[f"{name} (all)"] = round((spans[name][1] - spans[name][0]).total_seconds(), 2)
     return seconds
 
 

@@ -8,7 +8,6 @@ from warmstart.components import DEFAULT_IMAGE
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def finetune(
     config: dict,
-    init: str,
     run: dict,
     data_fingerprint: str,
     base_fingerprint: str,
@@ -18,8 +17,8 @@ def finetune(
     evaluation: Output[Dataset],
     metrics: Output[Metrics],
 ):
-    """Train one arm (init = pretrained or scratch) for one run of the plan (its seed, data fraction and
-    share of the tuning grid: successive halving over those rates on the validation split);
+    """Train one arm for one run of the plan: its init (pretrained or scratch), seed, data fraction and
+    share of the tuning grid (successive halving over those rates on the validation split);
     evaluation holds test predictions, the learning curve and every trial.
 
     The fingerprints of the dataset and the base model are parameters so that KFP's cache key,
@@ -31,6 +30,7 @@ def finetune(
     from warmstart.stage import user_errors
     from warmstart.tuning import share_of
 
+    init = str(run["init"])
     with user_errors(f"finetune[{init}]"):
         check_inputs(dataset.path, base_model.path, data_fingerprint, base_fingerprint)
         cfg = Config.from_dict(config).for_seed(int(run["seed"]))
@@ -57,5 +57,5 @@ def finetune(
             )
     metrics.log_metric("learning_rate", summary["learning_rate"])
     model.metadata.update(
-        {"init": init, **run, "learning_rate": summary["learning_rate"], "sha256": summary["model_sha256"]}
+        {**run, "learning_rate": summary["learning_rate"], "sha256": summary["model_sha256"]}
     )

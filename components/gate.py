@@ -8,8 +8,7 @@ from warmstart.components import DEFAULT_IMAGE
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def gate(
     config: dict,
-    pretrained: Input[list[Dataset]],
-    scratch: Input[list[Dataset]],
+    evaluations: Input[list[Dataset]],
     champion: Input[Dataset],
     dataset: Input[Dataset],
     screening: Input[Artifact],
@@ -20,8 +19,9 @@ def gate(
     confusion: Output[ClassificationMetrics],
     confusion_scratch: Output[ClassificationMetrics],
 ) -> bool:
-    """Compare the arms' test predictions, one evaluation per training seed: the transfer gain with a
-    paired-bootstrap CI (over seeds and test examples) and a verdict.
+    """Compare the arms' test predictions (evaluations: every finetune task's, both arms), paired by
+    training seed: the transfer gain with a paired-bootstrap CI (over seeds and test examples) and a
+    verdict.
 
     Returns whether the gate passed. A plain `bool` (output name `Output`) rather than a named
     output: kfp.local resolves `dsl.If` conditions only on outputs named `Output` or `task--name`.
@@ -30,7 +30,7 @@ def gate(
     from pathlib import Path
 
     from warmstart.config import Config
-    from warmstart.gate import REPORT_FILE
+    from warmstart.gate import REPORT_FILE, split_arms
     from warmstart.gate import gate as judge
     from warmstart.report import HTML_FILE
     from warmstart.stage import report_outcome, user_errors
@@ -38,8 +38,7 @@ def gate(
     with user_errors("gate"):
         decision = judge(
             Config.from_dict(config).gate,
-            [evaluation.path for evaluation in pretrained],
-            [evaluation.path for evaluation in scratch],
+            *split_arms([evaluation.path for evaluation in evaluations]),
             result.path,
             champion.path,
             dataset.path,

@@ -16,7 +16,7 @@ def register(
     base_model: Input[Model],
     registration: Output[Artifact],
 ):
-    """Publish the pretrained-init model the gate chose (one per training seed is given) as a new
+    """Publish the pretrained-init model the gate chose (models: every finetune task's) as a new
     registry version; refuses without a passing gate result."""
     import json
     from pathlib import Path
@@ -28,7 +28,9 @@ def register(
     with user_errors("register"):
         record = publish(
             Config.from_dict(config),
-            [model.path for model in models],
+            # Every finetune task's model: the scratch arm's are left out by their metadata (the
+            # registry would also refuse them, as not the model the gate judged).
+            [model.path for model in models if model.metadata.get("init", "pretrained") == "pretrained"],
             gate_result.path,
             dataset.path,
             base_model.path,

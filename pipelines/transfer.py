@@ -1,17 +1,18 @@
 """The DAG, reading like the picture in the README.
 
-ingest ─┬─[something changed]─► fetch_model ──► for each run ──┬─► finetune(init=pretrained) ─┐
-        │                       (+ linear probe)               └─► finetune(init=scratch)   ──┼─► gate ──► [passed] register
-        │                       evaluate_champion (the registry's champion) ──────────────────┘
+ingest ─┬─[something changed]─► fetch_model ──► for each run and arm ─► finetune(init=pretrained|scratch) ─┐
+        │                       (+ linear probe)                                                           ├─► gate ──► [passed] register
+        │                       evaluate_champion (the registry's champion) ───────────────────────────────┘
         └─[nothing changed]──► skipped
 
 ingest compares the run with the registry's champion: when the data (its fingerprint), the
 pretrained source and the training settings are the same, the run ends at `skipped` unless the
 `force` parameter is true. fetch_model pre-screens model.candidates when there are any, and probes
 the chosen model's frozen features (the start). The loop runs over the plan ingest returns from the
-run's config: one run per training seed, data fraction (gate.data_fractions) and share of the tuning
-grid (tune.parallel_trials); each finetune searches its share of its arm's learning rates by
-successive halving. The gate takes the best run of each arm per seed on validation.
+run's config: one finetune task per arm for each training seed, data fraction (gate.data_fractions)
+and share of the tuning grid (tune.parallel_trials); each searches its share of its arm's learning
+rates by successive halving. The two arms of a run are neighbouring items, so they train side by side
+wherever two fit at once. The gate takes the best run of each arm per seed on validation.
 evaluate_champion predicts this run's test split with the current champion, when there is one, so
 the gate can compare the challenger with it on the same rows."""
 
@@ -40,14 +41,14 @@ PIPELINE_NAME = "warmstart-transfer"
 SKIPPED_TASK = "skipped: nothing changed"
 
 
-def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, runs_at_once: int | None = None) -> Any:
+def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once: int | None = None) -> Any:
     """The pipeline with `config` as its default parameters and every task running in `image`.
 
-    `runs_at_once` caps how many runs of the plan train at the same time, two finetune tasks each
-    (default: cluster.max_parallel_trainings; 0: as many as the cluster allows).
+    `trainings_at_once` caps how many finetune tasks (one per arm of each run of the plan) train at the
+    same time (default: cluster.max_parallel_trainings; 0: as many as the cluster allows).
     """
-    if runs_at_once is None:
-        runs_at_once = config.cluster.max_parallel_trainings
+    if trainings_at_once is None:
+        trainings_at_once = config.cluster.max_parallel_trainings
 
     # One GPU per training process; a multi-node run's GPUs belong to its TrainJob instead.
     gpus = config.train.nproc_per_node if config.train.num_nodes == 1 else 0
@@ -99,29 +100,25 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, runs_at_once: int
     ):
         # Its own sub-DAG so that every value the seed loop reads is an input of this DAG: kfp.local
         # (2.17) hands a loop task the loop item in place of any sibling task's output parameter.
-        arms = {}
-        with dsl.ParallelFor(runs, parallelism=runs_at_once, name="runs") as run:
-            for init in ("pretrained", "scratch"):
-                arms[init] = in_image(
-                    finetune(
-                        config=config,
-                        init=init,
-                        run=run,
-                        data_fingerprint=data_fingerprint,
-                        base_fingerprint=base_fingerprint,
-                        dataset=dataset,
-                        base_model=base_model,
-                    ),
-                    f"finetune ({init})",
-                    "finetune",
-                )
-                arms[init].set_env_variable(IMAGE_ENV, image)
+        with dsl.ParallelFor(runs, parallelism=trainings_at_once, name="runs") as run:
+            training = in_image(
+                finetune(
+                    config=config,
+                    run=run,
+                    data_fingerprint=data_fingerprint,
+                    base_fingerprint=base_fingerprint,
+                    dataset=dataset,
+                    base_model=base_model,
+                ),
+                "finetune",
+                "finetune",
+            )
+            training.set_env_variable(IMAGE_ENV, image)
         champion = in_image(evaluate_champion(config=config, dataset=dataset), "evaluate champion")
         decision = in_image(
             gate(
                 config=config,
-                pretrained=dsl.Collected(arms["pretrained"].outputs["evaluation"]),
-                scratch=dsl.Collected(arms["scratch"].outputs["evaluation"]),
+                evaluations=dsl.Collected(training.outputs["evaluation"]),
                 champion=champion.outputs["evaluation"],
                 dataset=dataset,
                 screening=screening,
@@ -133,7 +130,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, runs_at_once: int
             run_id=run_id,
             pipeline_job=pipeline_job,
             passed=decision.outputs["Output"],
-            models=dsl.Collected(arms["pretrained"].outputs["model"]),
+            models=dsl.Collected(training.outputs["model"]),
             gate_result=decision.outputs["result"],
             dataset=dataset,
             base_model=base_model,

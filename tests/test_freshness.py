@@ -132,3 +132,51 @@ def test_the_console_shows_why_a_run_trains_once(tmp_path):
         "Task 'ingest' finished with status SUCCESS",
     ]
     assert (tmp_path / "run.log").read_text().count(status) == 3
+
+
+def test_the_log_keeps_whole_lines_when_two_tasks_print_at_once(tmp_path):
+    """Two finetune tasks train side by side under `warmstart run`, and kfp.local streams each from a
+    thread of its own, a line often in two writes (print's text, then its end): no line may be torn."""
+    import io
+    import threading
+
+    from warmstart.local_run import ProgressLog
+
+    console = io.StringIO()
+    progress = ProgressLog(tmp_path / "run.log", console, verbose=False)
+    start = threading.Barrier(2)
+
+    def task(arm: str) -> None:
+        start.wait()
+        for step in range(300):
+            progress.write(f"finetune[{arm} seed 0 lr 5e-05] step {step}/300")
+            progress.write("\n")
+
+    threads = [threading.Thread(target=task, args=(arm,)) for arm in ("pretrained", "scratch")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    progress.close()
+    for text in (console.getvalue(), (tmp_path / "run.log").read_text()):
+        lines = text.splitlines()
+        assert len(lines) == 600
+        for arm in ("pretrained", "scratch"):
+            mine = [line for line in lines if line.startswith(f"finetune[{arm} ")]
+            assert mine == [f"finetune[{arm} seed 0 lr 5e-05] step {step}/300" for step in range(300)]
+
+
+def test_warmstart_run_trains_the_two_arms_side_by_side_on_a_cpu(monkeypatch):
+    """On a CPU the two arms of a run train at once, each on half the cores; with a GPU, one at a time."""
+    import torch
+
+    from warmstart import local_run
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(local_run.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert local_run.side_by_side() == (2, 4)
+    monkeypatch.setattr(local_run.os, "sched_getaffinity", lambda pid: {0})
+    assert local_run.side_by_side() == (1, 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(local_run.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert local_run.side_by_side() == (1, 0)

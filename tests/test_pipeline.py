@@ -39,7 +39,7 @@ def test_compiled_pipeline_has_the_stages_the_skip_branch_the_seed_loop_and_the_
     gpu_tasks = [
         name for name, e in executors.items() if e["container"].get("resources", {}).get("accelerator")
     ]
-    assert sorted(gpu_tasks) == ["exec-finetune", "exec-finetune-2"]
+    assert gpu_tasks == ["exec-finetune"]
     assert executors["exec-finetune"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
     tasks = dag_tasks(spec)
     # ingest decides whether anything changed: the training branch runs on its `train` output, the
@@ -55,7 +55,7 @@ def test_compiled_pipeline_has_the_stages_the_skip_branch_the_seed_loop_and_the_
     skip_branch = next(t for t in branches if t["taskInfo"]["name"] == "nothing changed: skip")
     assert list(spec["components"][skip_branch["componentRef"]["name"]]["dag"]["tasks"]) == ["skipped"]
     # Both arms run once per run of the plan (seed, data fraction, share of the tuning grid): a
-    # ParallelFor over the runs ingest read from the run's config.
+    # ParallelFor over the plan's items, one per run and arm, that ingest read from the run's config.
     work = tasks["train-judge-register"]["inputs"]["parameters"]
     assert work["runs"] == {"componentInputParameter": "pipelinechannel--ingest-runs"}
     assert work["base_fingerprint"]["taskOutputParameter"] == {
@@ -66,8 +66,10 @@ def test_compiled_pipeline_has_the_stages_the_skip_branch_the_seed_loop_and_the_
     assert loop["taskInfo"]["name"] == "runs"
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--runs"
     in_loop = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
-    inits = sorted(t["inputs"]["parameters"]["init"]["runtimeValue"]["constant"] for t in in_loop.values())
-    assert inits == ["pretrained", "scratch"]
+    assert list(in_loop) == ["finetune"], "one task per item: the item names its arm"
+    assert in_loop["finetune"]["inputs"]["parameters"]["run"] == {
+        "componentInputParameter": "pipelinechannel--runs-loop-item"
+    }
     assert all(
         {"run", "data_fingerprint", "base_fingerprint"} <= set(t["inputs"]["parameters"])
         for t in in_loop.values()
@@ -83,17 +85,16 @@ def test_compiled_pipeline_has_the_stages_the_skip_branch_the_seed_loop_and_the_
         "ingest",
         "fetch-model",
         "finetune",
-        "finetune-2",
         "evaluate-champion",
         "gate",
         "register",
         "skipped",
     }
     cached = sorted(name for name, task in containers.items() if task["cachingOptions"].get("enableCache"))
-    assert cached == ["finetune", "finetune-2"]
+    assert cached == ["finetune"]
     # The gate takes every seed's evaluation; register runs only when the gate passed.
     gate_inputs = tasks["gate"]["inputs"]["artifacts"]
-    assert gate_inputs["pretrained"]["taskOutputArtifact"]["producerTask"] == loop_name
+    assert gate_inputs["evaluations"]["taskOutputArtifact"]["producerTask"] == loop_name
     condition = next(t for t in branches if t["taskInfo"]["name"] == "gate passed")
     assert (
         condition["triggerPolicy"]["condition"]
@@ -114,8 +115,8 @@ def test_compiled_pipeline_has_the_stages_the_skip_branch_the_seed_loop_and_the_
 
 
 def test_the_runs_loop_is_capped_by_cluster_max_parallel_trainings(tmp_path):
-    """On Kubeflow the plan's runs (seeds × data fractions × shares of the tuning grid, two finetune
-    tasks each) fan out in a ParallelFor, at most cluster.max_parallel_trainings at once."""
+    """On Kubeflow the plan's items (seeds × data fractions × shares of the tuning grid × the two arms,
+    one finetune task each) fan out in a ParallelFor, at most cluster.max_parallel_trainings at once."""
     cfg = Config.from_dict({"cluster": {"max_parallel_trainings": 3}})
     spec = next(yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text()))
     loop = next(task for task in dag_tasks(spec).values() if "parameterIterator" in task)
@@ -143,7 +144,7 @@ def test_finetune_tasks_retry_and_request_a_gpu_per_process(tmp_path):
         )
     )
     finetunes = [task for name, task in dag_tasks(spec).items() if name.startswith("finetune")]
-    assert len(finetunes) == 2
+    assert len(finetunes) == 1
     for task in finetunes:
         assert task["retryPolicy"]["maxRetryCount"] == 2
     executors = [e for n, e in spec["deploymentSpec"]["executors"].items() if "finetune" in n]
@@ -191,7 +192,7 @@ def test_the_compiled_pipeline_carries_the_kubernetes_settings(tmp_path):
         finetune = name.startswith("exec-finetune")
         assert settings["activeDeadlineSeconds"] == str((1440 if finetune else 60) * 60), name
         assert ("nodeSelector" in settings) == finetune and ("tolerations" in settings) == finetune, name
-    for name in ("exec-finetune", "exec-finetune-2"):
+    for name in ("exec-finetune",):
         settings = executors[name]
         assert settings["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
         assert settings["tolerations"] == [
@@ -206,7 +207,7 @@ def test_the_compiled_pipeline_carries_the_kubernetes_settings(tmp_path):
         for name, task in dag_tasks(pipeline).items()
         if "retryPolicy" in task
     }
-    assert retried == {"finetune": 3, "finetune-2": 3}, "only the long tasks retry"
+    assert retried == {"finetune": 3}, "only the long tasks retry"
 
 
 def test_compile_command_writes_the_yaml(tmp_path):

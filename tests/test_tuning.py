@@ -68,14 +68,26 @@ def test_the_plan_fans_out_over_seeds_fractions_and_grid_shares():
         }
     )
     runs = plan(cfg)
-    assert len(runs) == 2 * 2 * 2
-    assert {(run["seed"], run["fraction"], run["share"]) for run in runs} == {
-        (seed, fraction, share) for seed in (0, 1) for fraction in (0.5, 1.0) for share in (0, 1)
+    assert len(runs) == 2 * 2 * 2 * 2
+    assert {(run["seed"], run["fraction"], run["share"], run["init"]) for run in runs} == {
+        (seed, fraction, share, init)
+        for seed in (0, 1)
+        for fraction in (0.5, 1.0)
+        for share in (0, 1)
+        for init in ("pretrained", "scratch")
     }
+    # The two arms of a run are neighbours, so two tasks at once train one run's arms side by side.
+    assert all(
+        {k: v for k, v in a.items() if k != "init"} == {k: v for k, v in b.items() if k != "init"}
+        for a, b in zip(runs[::2], runs[1::2], strict=True)
+    )
     # Both arms get the same number of shares, each non-empty, together the whole grid.
     assert len(shares(cfg, "pretrained")) == len(shares(cfg, "scratch")) == 2
     assert sorted(share_of(cfg, "scratch", 0) + share_of(cfg, "scratch", 1)) == grid(cfg, "scratch")
-    assert plan(Config()) == [{"seed": 0, "fraction": 1.0, "share": 0}]
+    assert plan(Config()) == [
+        {"seed": 0, "fraction": 1.0, "share": 0, "init": "pretrained"},
+        {"seed": 0, "fraction": 1.0, "share": 0, "init": "scratch"},
+    ]
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ from warmstart.ingest import load_card
 from warmstart.inputs import Inputs, auto_model, build_classifier, inputs_for
 from warmstart.metrics import all_metrics
 from warmstart.precision import native_bf16, resolve_precision
-from warmstart.stage import ERROR_FILE_ENV, user_errors
+from warmstart.stage import CPU_THREADS_ENV, ERROR_FILE_ENV, user_errors
 from warmstart.storage import sha256_file
 from warmstart.strategies import classification_layer, finished, prepare
 from warmstart.tuning import RANK_RULE, grid, middle, ranking, rungs, survivors
@@ -564,8 +564,11 @@ def _train(
 ) -> dict[str, Any]:
     """Successive halving over `learning_rates` (one rate: plain training), then the chosen run's outputs."""
     import datasets
+    import torch
     import transformers
 
+    if os.environ.get(CPU_THREADS_ENV):
+        torch.set_num_threads(int(os.environ[CPU_THREADS_ENV]))
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()

@@ -544,6 +544,20 @@ def finalists(runs: list[Evaluation], metric: str) -> dict[tuple[int, float], Ev
     return best
 
 
+def split_arms(evaluation_dirs: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    """Finetune evaluations of both arms, in any order, as (pretrained, scratch) directories, each read
+    from the init its summary names."""
+    arms: dict[str, list[Path]] = {"pretrained": [], "scratch": []}
+    for directory in _directories(list(evaluation_dirs)):
+        init = load_evaluation(directory)[0]["init"]
+        if init not in arms:
+            raise WarmstartError(
+                f"{directory} is an evaluation of init={init!r}, neither pretrained nor scratch"
+            )
+        arms[init].append(directory)
+    return arms["pretrained"], arms["scratch"]
+
+
 def load_arms(
     pretrained_dirs: str | Path | list[str | Path], scratch_dirs: str | Path | list[str | Path]
 ) -> dict[str, list[Evaluation]]:

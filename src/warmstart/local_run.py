@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -20,7 +21,7 @@ from warmstart.errors import WarmstartError
 from warmstart.gate import load_result
 from warmstart.registry import Registry
 from warmstart.report import HTML_FILE
-from warmstart.stage import ERROR_FILE_ENV, OUTCOME_FILE_ENV
+from warmstart.stage import CPU_THREADS_ENV, ERROR_FILE_ENV, OUTCOME_FILE_ENV
 from warmstart.storage import s3_client, scheme_of
 
 # Lines of kfp.local's log worth showing a person: task starts and ends, why the run trains, training
@@ -33,33 +34,44 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class ProgressLog(io.TextIOBase):
-    """Stands in for stdout during a run: every line goes to the log file, progress lines to the console."""
+    """Stands in for stdout during a run: every line goes to the log file, progress lines to the console.
+
+    Thread-safe by whole lines: kfp.local streams each task's output from a thread of its own, and two
+    finetune tasks run side by side, so each thread's text is held until its line ends."""
 
     def __init__(self, log_file: Path, console: TextIO, verbose: bool) -> None:
         self._log = open(log_file, "w", encoding="utf-8")  # closed in close()
-        self._console, self._verbose, self._pending = console, verbose, ""
+        self._console, self._verbose = console, verbose
+        self._lock, self._pending = threading.Lock(), threading.local()
 
     def write(self, text: str) -> int:
-        self._log.write(ANSI.sub("", text))
-        if self._verbose:
-            self._console.write(text)
-            return len(text)
-        self._pending += text
-        *lines, self._pending = self._pending.split("\n")
-        for line in lines:
-            plain = ANSI.sub("", line).strip()
-            if any(marker in plain for marker in PROGRESS_MARKERS) or plain.startswith(PROGRESS_STARTS):
-                self._console.write(plain.split(" - INFO - ")[-1] + "\n")
-        self._console.flush()
+        pending = getattr(self._pending, "text", "") + text
+        *lines, self._pending.text = pending.split("\n")
+        if lines:
+            with self._lock:
+                for line in lines:
+                    self._line(line)
+                self._log.flush()
+                self._console.flush()
         return len(text)
 
+    def _line(self, line: str) -> None:
+        self._log.write(ANSI.sub("", line) + "\n")
+        if self._verbose:
+            self._console.write(line + "\n")
+            return
+        plain = ANSI.sub("", line).strip()
+        if any(marker in plain for marker in PROGRESS_MARKERS) or plain.startswith(PROGRESS_STARTS):
+            self._console.write(plain.split(" - INFO - ")[-1] + "\n")
+
     def flush(self) -> None:
-        if not self._log.closed:
-            self._log.flush()
-        self._console.flush()
+        with self._lock:
+            if not self._log.closed:
+                self._log.flush()
+            self._console.flush()
 
     def close(self) -> None:
-        if self._pending:
+        if getattr(self._pending, "text", ""):
             self.write("\n")
         self._log.close()
         super().close()
@@ -110,20 +122,24 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "runs"))
     started = time.perf_counter()
     progress_file = workdir / "runs" / f"{run_id}.log"
+    trainings, threads = side_by_side()
     # kfp.local's task processes inherit this process's environment, and so does the lookup below.
     with environment(
-        {ERROR_FILE_ENV: str(error_file), OUTCOME_FILE_ENV: str(outcome_file), **cfg.storage.environment()}
+        {
+            ERROR_FILE_ENV: str(error_file),
+            OUTCOME_FILE_ENV: str(outcome_file),
+            **({CPU_THREADS_ENV: str(threads)} if threads else {}),
+            **cfg.storage.environment(),
+        }
     ):
         progress = ProgressLog(progress_file, sys.stdout, verbose)
         try:
-            with contextlib.redirect_stdout(progress), warnings.catch_warnings():
+            with contextlib.redirect_stdout(progress), one_logger_for_all_tasks(), warnings.catch_warnings():
                 # kfp.local notes that GPU requests and display names do nothing locally: true, and expected.
                 warnings.filterwarnings(
                     "ignore", message=".*(have no effect in the current local runner|non-Python base image).*"
                 )
-                # One run at a time: every training process already uses all the cores. On the 2-core
-                # machine, two seeds of a small demo run took 357 s two at once and 200 s one by one.
-                pipeline = build_pipeline(cfg, runs_at_once=1)
+                pipeline = build_pipeline(cfg, trainings_at_once=trainings)
                 pipeline(config=cfg.model_dump(), run_id=run_id, force=force)
         except RuntimeError as err:
             if error_file.is_file():
@@ -146,6 +162,52 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
     report = Path(outcome["gate"]["result"]) / HTML_FILE
     summary = summarize(gate_result, registered, run_id, seconds, progress_file, report)
     return {**summary, "freshness": outcome["ingest"]["status"]}
+
+
+@contextlib.contextmanager
+def one_logger_for_all_tasks() -> Iterator[None]:
+    """kfp.local (2.17) gives each task the root logger's handlers afresh and puts the old ones back when
+    the task ends. Two tasks at once (a ParallelFor's iterations) then undo each other: the one that ends
+    first restores handlers the other still logs through, and its 'finished' line and outputs can be
+    lost. For the block, the swap happens once, for the first task in, and is undone by the last out."""
+    from kfp.local import logging_utils
+
+    original, lock = logging_utils.local_logger_context, threading.Lock()
+    state: dict[str, Any] = {"depth": 0, "context": None}
+
+    @contextlib.contextmanager
+    def shared() -> Iterator[None]:
+        with lock:
+            state["depth"] += 1
+            if state["depth"] == 1:
+                state["context"] = original()
+                state["context"].__enter__()
+        try:
+            yield
+        finally:
+            with lock:
+                state["depth"] -= 1
+                if state["depth"] == 0:
+                    state["context"].__exit__(None, None, None)
+
+    logging_utils.local_logger_context = shared
+    try:
+        yield
+    finally:
+        logging_utils.local_logger_context = original
+
+
+def side_by_side() -> tuple[int, int]:
+    """How many finetune tasks train at once on this machine, and the CPU threads each gets (0: torch's
+    default). On a CPU, two at once on half the cores each: the demo's two arms took 85 s so against
+    113 s one after the other on 2 cores (a small model's step does not use two cores fully, see
+    bench/RESULTS.md). With a GPU, one at a time: two trainings would share its memory."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if torch.cuda.is_available() or cores < 2:
+        return 1, 0
+    return 2, cores // 2
 
 
 def skipped_summary(status: dict[str, Any], run_id: str, seconds: float, log_file: Path) -> dict[str, Any]:

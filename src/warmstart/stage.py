@@ -16,6 +16,9 @@ from warmstart.errors import WarmstartError
 ERROR_FILE_ENV = "WARMSTART_ERROR_FILE"
 # Set by `warmstart run`: ingest, then gate or skipped, add how the run went to this JSON file.
 OUTCOME_FILE_ENV = "WARMSTART_OUTCOME_FILE"
+# Set by `warmstart run` when it trains two finetune tasks at once on a CPU: each task's share of the
+# cores (torch's intra-op threads), so that the two do not fight over them.
+CPU_THREADS_ENV = "WARMSTART_CPU_THREADS"
 
 
 @contextmanager

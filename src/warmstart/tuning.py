@@ -59,13 +59,15 @@ def shares(cfg: Config, init: str) -> list[list[float]]:
 
 
 def plan(cfg: Config) -> list[dict[str, Any]]:
-    """Every training run the pipeline fans out, for both arms each: one per training seed, data fraction
-    and share of the tuning grid. The items of the pipeline's ParallelFor."""
+    """Every finetune task the pipeline fans out: one per training seed, data fraction, share of the tuning
+    grid and arm (init), the two arms of a run side by side. The items of the pipeline's ParallelFor, so
+    that the arms of a run train at the same time where there is room for both."""
     return [
-        {"seed": seed, "fraction": fraction, "share": share}
+        {"seed": seed, "fraction": fraction, "share": share, "init": init}
         for seed in cfg.train.run_seeds()
         for fraction in cfg.gate.fractions()
         for share in range(len(shares(cfg, "pretrained")))
+        for init in ("pretrained", "scratch")
     ]
 
 
