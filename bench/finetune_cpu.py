@@ -29,8 +29,8 @@ from machine import describe, write_result
 
 from warmstart.config import Config
 from warmstart.fetch import fetch_model
-from warmstart.finetune import finetune
 from warmstart.ingest import ingest
+from warmstart.launch import finetune
 
 EPOCHS = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
 RESULTS = Path(__file__).resolve().parent / "results" / "finetune_cpu.json"

@@ -40,10 +40,11 @@ from pathlib import Path
 from hf_baseline import HF_DEFAULTS, TUNED_BF16, train_and_test
 from machine import describe
 
+from warmstart.artifacts import load_card
 from warmstart.config import Config
 from warmstart.fetch import fetch_model
-from warmstart.finetune import finetune
-from warmstart.ingest import ingest, load_card
+from warmstart.ingest import ingest
+from warmstart.launch import finetune
 from warmstart.storage import resolve_local
 
 SEQUENCE = 128

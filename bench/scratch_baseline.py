@@ -28,8 +28,8 @@ from tasks import TASKS, write_task
 
 from warmstart.config import Config
 from warmstart.fetch import fetch_model
-from warmstart.finetune import finetune
 from warmstart.ingest import ingest
+from warmstart.launch import finetune
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scratch_baseline.json"
 SEEDS = [int(seed) for seed in sys.argv[1:]] or [0, 1, 2]

@@ -20,8 +20,8 @@ def fetch_model(
 
     Returns the model's fingerprint (its files' digests), which finetune takes as a parameter.
     """
+    from warmstart.artifacts import model_fingerprint
     from warmstart.config import Config
-    from warmstart.fetch import model_fingerprint
     from warmstart.probe import linear_probe
     from warmstart.screen import fetch_best
     from warmstart.stage import user_errors

@@ -25,8 +25,8 @@ def finetune(
     which names input artifacts but does not look inside them, changes when their content does.
     """
     from warmstart.config import Config
-    from warmstart.finetune import finetune as train
     from warmstart.freshness import check_inputs
+    from warmstart.launch import finetune as train
     from warmstart.stage import user_errors
     from warmstart.tuning import share_of
 

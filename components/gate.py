@@ -29,10 +29,10 @@ def gate(
     import shutil
     from pathlib import Path
 
+    from warmstart.artifacts import HTML_FILE, REPORT_FILE
     from warmstart.config import Config
-    from warmstart.gate import REPORT_FILE, split_arms
     from warmstart.gate import gate as judge
-    from warmstart.report import HTML_FILE
+    from warmstart.gate import split_arms
     from warmstart.stage import report_outcome, user_errors
 
     with user_errors("gate"):

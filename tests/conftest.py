@@ -129,7 +129,7 @@ def assert_resume_matches_an_unbroken_run(cfg: Config, work: Path, out: Path, mo
     """Train the scratch arm once unbroken, and once with a crash right after the first checkpoint is
     stored (a pod lost there) and a restart: the restart resumes from `step` and ends identically."""
     from warmstart.checkpoints import Checkpoints
-    from warmstart.finetune import finetune
+    from warmstart.launch import finetune
 
     def arm(name):
         return finetune(cfg, "scratch", work / "data", work / "base", out / name / "m", out / name / "e")
@@ -162,7 +162,7 @@ def with_train(cfg: Config, **changes) -> Config:
 @pytest.fixture(scope="session")
 def tiny_pretrained_model(tmp_path_factory, tiny_random_model) -> Path:
     """The tiny BERT after real pre-training on other synthetic reviews: a start that transfers."""
-    from warmstart.finetune import finetune
+    from warmstart.launch import finetune
 
     work = tmp_path_factory.mktemp("pretraining")
     source = write_csv(work / "pretraining.csv", synthetic_rows(1200, seed=99))

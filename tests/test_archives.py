@@ -8,9 +8,10 @@ import zipfile
 import pyarrow.parquet as pq
 import pytest
 
+from warmstart.artifacts import load_manifest
 from warmstart.config import DataConfig
 from warmstart.errors import DataError, ModelError
-from warmstart.fetch import fetch, load_manifest
+from warmstart.fetch import fetch
 from warmstart.ingest import ingest
 from warmstart.storage import upload_s3_file
 

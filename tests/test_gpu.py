@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import stage_inputs, tiny_config
 
-from warmstart.finetune import finetune
+from warmstart.launch import finetune
 
 pytestmark = [
     pytest.mark.gpu,

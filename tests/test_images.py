@@ -18,12 +18,13 @@ from conftest import (
     write_image_folder,
 )
 
+from warmstart.artifacts import load_evaluation
 from warmstart.config import DataConfig, ModelConfig
 from warmstart.errors import DataError, ModelError
 from warmstart.fetch import fetch_model
-from warmstart.finetune import finetune, load_evaluation
 from warmstart.gate import gate
 from warmstart.ingest import ingest
+from warmstart.launch import finetune
 from warmstart.registry import Registry
 from warmstart.strategies import block_indices, depth, prepare
 

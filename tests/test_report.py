@@ -10,10 +10,11 @@ import pytest
 from conftest import run_warmstart
 from test_gate import curve, fake_evaluation, fake_probe, flip
 
+from warmstart.artifacts import HTML_FILE
 from warmstart.config import DataConfig, GateConfig
 from warmstart.gate import gate
 from warmstart.ingest import ingest
-from warmstart.report import COLORS, HTML_FILE
+from warmstart.report import COLORS
 
 CHROMIUM = shutil.which("chromium")
 # What a sandboxed root process on a closed network needs (see the machine notes): no sandbox, no GPU,

@@ -7,10 +7,11 @@ import json
 import pytest
 from conftest import synthetic_rows, tiny_config, write_csv
 
+from warmstart.artifacts import SCREENING_FILE, load_manifest
 from warmstart.errors import ModelError
-from warmstart.fetch import fetch, load_manifest
+from warmstart.fetch import fetch
 from warmstart.ingest import ingest
-from warmstart.screen import SCREENING_FILE, fetch_best
+from warmstart.screen import fetch_best
 
 
 @pytest.fixture(scope="module")

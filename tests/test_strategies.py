@@ -10,7 +10,8 @@ from conftest import stage_inputs, tiny_config
 from safetensors import safe_open
 
 from warmstart.config import TrainConfig
-from warmstart.finetune import build_model, build_model_from_dir, finetune, predict_test_split
+from warmstart.finetune import build_model, build_model_from_dir, predict_test_split
+from warmstart.launch import finetune
 from warmstart.strategies import prepare
 
 

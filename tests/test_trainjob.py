@@ -25,7 +25,7 @@ from conftest import S3_ACCESS_KEY, S3_SECRET_KEY, stage_inputs, tiny_config
 
 import warmstart.trainjob as trainjob
 from warmstart.errors import ConfigError, ModelError
-from warmstart.finetune import finetune
+from warmstart.launch import finetune
 
 JOBS = re.compile(r"^/apis/trainer\.kubeflow\.org/v1alpha1/namespaces/([^/]+)/trainjobs(?:/([^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)/log)?$")

@@ -8,7 +8,7 @@ import pytest
 from conftest import FILLER, stage_inputs, tiny_config, write_csv
 
 from warmstart.config import Config
-from warmstart.finetune import finetune
+from warmstart.launch import finetune
 from warmstart.tuning import (
     edge_warning,
     grid,

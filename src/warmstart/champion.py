@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from warmstart.artifacts import SUMMARY_FILE, load_card, write_predictions
 from warmstart.config import Config
-from warmstart.finetune import SUMMARY_FILE, build_model_from_dir, predict_test_split, write_predictions
-from warmstart.ingest import load_card
+from warmstart.finetune import build_model_from_dir, predict_test_split
 from warmstart.metrics import all_metrics
 from warmstart.registry import Registry
 

@@ -41,7 +41,7 @@ def _fail(err: WarmstartError, code: int = 2) -> None:
 
 
 def _print_summary(summary: dict) -> None:
-    from warmstart.gate import efficiency_sentence, match_sentence
+    from warmstart.report_text import efficiency_sentence, match_sentence
 
     if summary["verdict"] == "skipped":
         console.print(f"warmstart: {summary['skipped']['status']}", highlight=False)

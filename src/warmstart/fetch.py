@@ -11,7 +11,6 @@ and a model that needs custom code (`auto_map`) is refused because trust_remote_
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -23,6 +22,7 @@ from urllib.parse import urlparse
 
 from safetensors import safe_open
 
+from warmstart.artifacts import MANIFEST_FILE
 from warmstart.config import ModelConfig
 from warmstart.errors import ModelError, WarmstartError, naming
 from warmstart.storage import (
@@ -35,7 +35,6 @@ from warmstart.storage import (
     unpack_archive,
 )
 
-MANIFEST_FILE = "manifest.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack")
 # Config, tokenizer and card files a sequence classifier needs; everything else stays behind.
 KEPT_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".md", ".tiktoken")
@@ -242,30 +241,3 @@ def _copy_safe_files(
     }
     (output_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
-
-
-def load_manifest(model_dir: str | Path) -> dict[str, Any]:
-    return json.loads((Path(model_dir) / MANIFEST_FILE).read_text())
-
-
-def verify_manifest(model_dir: str | Path) -> dict[str, Any]:
-    """The manifest of `model_dir`, after checking every file it lists against its sha256: a file
-    changed, cut short or removed after fetch (a corrupted artifact store, a hand edit) is refused
-    before anything trains on it."""
-    model_dir = Path(model_dir)
-    manifest = load_manifest(model_dir)
-    for name, entry in sorted(manifest["files"].items()):
-        path = model_dir / name
-        if not path.is_file() or sha256_file(path) != entry["sha256"]:
-            problem = "is missing" if not path.is_file() else "does not match the sha256 in its manifest"
-            raise ModelError(
-                f"base model '{manifest['source']}': {name} in {model_dir} {problem}; the files changed "
-                f"after fetch_model wrote them; fetch the model again (rerun the pipeline)"
-            )
-    return manifest
-
-
-def model_fingerprint(manifest: dict[str, Any]) -> str:
-    """sha256 over the files' names and digests: the same weights, config and tokenizer give the same value."""
-    listing = "".join(f"{name}:{entry['sha256']}\n" for name, entry in sorted(manifest["files"].items()))
-    return hashlib.sha256(listing.encode()).hexdigest()

@@ -13,7 +13,6 @@ import fcntl
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,26 +24,27 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from warmstart.artifacts import (
+    SUMMARY_FILE,
+    WEIGHTS_FILE,
+    load_card,
+    verify_manifest,
+    write_predictions,
+    write_validation_predictions,
+)
 from warmstart.checkpoints import Checkpoints, arm_run
 from warmstart.config import Config
 from warmstart.errors import ModelError
-from warmstart.fetch import verify_manifest
-from warmstart.ingest import load_card
 from warmstart.inputs import Inputs, auto_model, build_classifier, inputs_for
 from warmstart.metrics import all_metrics
 from warmstart.precision import native_bf16, resolve_precision
-from warmstart.stage import CPU_THREADS_ENV, ERROR_FILE_ENV, user_errors
+from warmstart.stage import CPU_THREADS_ENV, user_errors
 from warmstart.storage import sha256_file
 from warmstart.strategies import classification_layer, finished, prepare
 from warmstart.tuning import RANK_RULE, grid, middle, ranking, rungs, survivors
 
 Init = Literal["pretrained", "scratch"]
 INITS: tuple[Init, ...] = ("pretrained", "scratch")
-SUMMARY_FILE = "summary.json"
-PREDICTIONS_FILE = "predictions.parquet"
-WEIGHTS_FILE = "model.safetensors"
-# Per validation row, the class it was predicted at every learning-curve point (the curve's intervals).
-VALIDATION_FILE = "validation_predictions.parquet"
 # The same, inside a training checkpoint, so that a resumed run still has the points before it.
 CHECKPOINT_VALIDATION_FILE = "warmstart_validation.json"
 # Where torchrun workers keep their shared Trainer checkpoints (set by the launching process).
@@ -328,7 +328,7 @@ def _trainer_class(batch_rows: int):
     return SeededTrainer
 
 
-def finetune(
+def train(
     cfg: Config,
     init: Init,
     dataset_dir: str | Path,
@@ -338,27 +338,18 @@ def finetune(
     learning_rates: list[float] | None = None,
     fraction: float = 1.0,
 ) -> dict[str, Any]:
-    """Train one arm and write its model, test predictions, learning curve and summary.
+    """Train one arm in this process (alone, or as one torchrun worker) and write its model, test
+    predictions, learning curve and summary. Where the training runs is warmstart.launch's choice.
 
     The arm tries `learning_rates` (default: its whole tuning grid, warmstart.tuning) by successive
     halving on the validation split and keeps the best; `fraction` < 1 trains on that share of the
-    training split (nested, stratified), on the same step budget. With `train.nproc_per_node` > 1 this
-    process starts torchrun, which runs the same function in every worker; the first worker writes
-    the outputs. With `train.num_nodes` > 1 it submits a Kubeflow Trainer TrainJob that does the same
-    on several nodes (warmstart.trainjob).
+    training split (nested, stratified), on the same step budget. Under torchrun the first worker
+    writes the outputs.
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     rates = sorted(float(rate) for rate in learning_rates) if learning_rates else grid(cfg, init)
-    dataset_dir, base_model_dir = Path(dataset_dir), Path(base_model_dir)
-    model_dir, evaluation_dir = Path(model_dir), Path(evaluation_dir)
-    paths = (dataset_dir, base_model_dir, model_dir, evaluation_dir)
-    if cfg.train.num_nodes > 1 and "LOCAL_RANK" not in os.environ:
-        from warmstart.trainjob import finetune_on_trainer
-
-        return finetune_on_trainer(cfg, init, *paths, rates, fraction)
-    if cfg.train.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
-        return _torchrun(cfg, init, *paths, rates, fraction)
+    paths = (Path(dataset_dir), Path(base_model_dir), Path(model_dir), Path(evaluation_dir))
     if "LOCAL_RANK" in os.environ:  # a torchrun worker: the processes of a node share one directory
         shared = os.environ.get(TRAINER_DIR_ENV) or Path(tempfile.gettempdir()) / (
             f"warmstart-trainer-{os.environ.get('TORCHELASTIC_RUN_ID', '')}-{os.environ.get('MASTER_PORT', '')}"
@@ -910,52 +901,6 @@ def _resume_point(checkpoints: Checkpoints | None, trainer_dir: Path) -> Path | 
     return trainer_dir / name if name else None
 
 
-def _torchrun(
-    cfg: Config,
-    init: Init,
-    dataset_dir: Path,
-    base_model_dir: Path,
-    model_dir: Path,
-    evaluation_dir: Path,
-    learning_rates: list[float],
-    fraction: float,
-) -> dict[str, Any]:
-    """Run this finetune in `nproc_per_node` DDP workers via torchrun and return the first worker's summary."""
-    with tempfile.TemporaryDirectory(prefix="warmstart-torchrun-") as work:
-        work_dir = Path(work)
-        trainer_dir, error_file = work_dir / "trainer", work_dir / "error.txt"
-        trainer_dir.mkdir()
-        config_file = work_dir / "config.json"
-        config_file.write_text(cfg.model_dump_json())
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={cfg.train.nproc_per_node}",
-            "-m",
-            "warmstart.finetune",
-            *("--config", str(config_file), "--init", init),
-            *("--dataset", str(dataset_dir), "--base-model", str(base_model_dir)),
-            *("--model", str(model_dir), "--evaluation", str(evaluation_dir)),
-            *run_arguments(learning_rates, fraction),
-        ]
-        env = {**os.environ, TRAINER_DIR_ENV: str(trainer_dir), ERROR_FILE_ENV: str(error_file)}
-        # Workers' progress lines pass through; torchrun's own report of a failed worker is a
-        # traceback, shown only when the worker left no message of its own.
-        with open(work_dir / "stderr.txt", "w+") as stderr:
-            failed = subprocess.run(command, env=env, stderr=stderr).returncode != 0
-            if failed:
-                if error_file.exists():
-                    reason = error_file.read_text().strip().removeprefix(f"finetune[{init}]: ")
-                else:
-                    stderr.seek(0)
-                    sys.stderr.write(stderr.read()[-20_000:])
-                    reason = "a worker failed (its log is above)"
-                raise ModelError(f"torchrun with {cfg.train.nproc_per_node} processes failed: {reason}")
-    return json.loads((evaluation_dir / SUMMARY_FILE).read_text())
-
-
 def predict_test_split(
     model, inputs: Inputs, dataset_dir: Path, batch_size: int
 ) -> tuple[pa.Table, np.ndarray]:
@@ -967,71 +912,14 @@ def predict_test_split(
     return test_rows, predict_probabilities(model, inputs, test, batch_size)
 
 
-def write_predictions(evaluation_dir: Path, test_rows: pa.Table, probabilities: np.ndarray) -> None:
-    """predictions.parquet: per test row its id, text (or image name), label, predicted label and class
-    probabilities."""
-    evaluation_dir.mkdir(parents=True, exist_ok=True)
-    shown = "text" if "text" in test_rows.column_names else "name"
-    pq.write_table(
-        pa.table(
-            {
-                "id": test_rows.column("id"),
-                shown: test_rows.column(shown),
-                "label": test_rows.column("label"),
-                "predicted": pa.array(probabilities.argmax(axis=1), pa.int64()),
-                "probabilities": pa.array(probabilities.astype(np.float32).tolist(), pa.list_(pa.float32())),
-            }
-        ),
-        evaluation_dir / PREDICTIONS_FILE,
-    )
-
-
-def write_validation_predictions(
-    evaluation_dir: Path, validation, curve: list[dict[str, Any]], predicted: dict[int, list[int]]
-) -> None:
-    """validation_predictions.parquet: per validation row its id, label, and the class predicted at each
-    point of `curve`, in the curve's order (a point with no predictions kept: the previous one's)."""
-    rows = validation.with_format(None).select_columns(["id", "label"])
-    columns, previous = [], None
-    for point in curve:
-        previous = predicted.get(point["step"], previous)
-        columns.append(previous if previous is not None else [-1] * len(rows))
-    evaluation_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(
-        pa.table(
-            {
-                "id": pa.array(rows["id"]),
-                "label": pa.array(rows["label"], pa.int64()),
-                "predicted": pa.array(np.asarray(columns, dtype=np.int64).T.tolist(), pa.list_(pa.int64())),
-            }
-        ),
-        evaluation_dir / VALIDATION_FILE,
-    )
-
-
-def load_validation_predictions(evaluation_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(labels, predicted: rows × curve points) from a finetune evaluation; None for an older one."""
-    path = Path(evaluation_dir) / VALIDATION_FILE
-    if not path.is_file():
-        return None
-    table = pq.read_table(path)
-    return table.column("label").to_numpy(), np.asarray(table.column("predicted").to_pylist(), dtype=np.int64)
-
-
 def run_arguments(learning_rates: list[float], fraction: float) -> list[str]:
     """The command-line arguments that hand a run's rates and share of the rows to `python -m warmstart.finetune`."""
     return ["--learning-rates", ",".join(repr(rate) for rate in learning_rates), "--fraction", repr(fraction)]
 
 
-def load_evaluation(evaluation_dir: str | Path) -> tuple[dict[str, Any], pa.Table]:
-    evaluation_dir = Path(evaluation_dir)
-    summary = json.loads((evaluation_dir / SUMMARY_FILE).read_text())
-    return summary, pq.read_table(evaluation_dir / PREDICTIONS_FILE)
-
-
 def main(argv: list[str] | None = None) -> None:
-    """`python -m warmstart.finetune`: one arm, on its own or as a torchrun worker (also on TrainJob nodes,
-    where the inputs and outputs are s3:// URIs)."""
+    """`python -m warmstart.finetune`: one arm in this process, on its own or as a torchrun worker (also
+    on TrainJob nodes, where the inputs and outputs are s3:// URIs)."""
     parser = argparse.ArgumentParser(prog="python -m warmstart.finetune", description=main.__doc__)
     config = parser.add_mutually_exclusive_group(required=True)
     config.add_argument("--config", help="YAML or JSON config file")
@@ -1062,7 +950,13 @@ def main(argv: list[str] | None = None) -> None:
             if remote and name in ("dataset", "base_model"):
                 fetch_tree(uri, local[name])
         rates = [float(rate) for rate in options.learning_rates.split(",") if rate]
-        summary = finetune(
+        if "LOCAL_RANK" not in os.environ and (cfg.train.nproc_per_node > 1 or cfg.train.num_nodes > 1):
+            raise ModelError(
+                f"python -m warmstart.finetune trains in this process only; with train.nproc_per_node="
+                f"{cfg.train.nproc_per_node} and train.num_nodes={cfg.train.num_nodes} start it with torchrun "
+                f"(one worker per process), or run the finetune step, which launches them"
+            )
+        summary = train(
             cfg,
             options.init,
             local["dataset"],

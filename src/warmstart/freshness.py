@@ -108,9 +108,8 @@ def check_inputs(dataset_dir: str | Path, base_model_dir: str | Path, data: str,
     The fingerprints come in as task parameters, so they are also in the KFP cache key: a cached
     result is reused only for the same data and the same weights, whatever the artifacts are called.
     """
+    from warmstart.artifacts import load_card, load_manifest, model_fingerprint
     from warmstart.errors import WarmstartError
-    from warmstart.fetch import load_manifest, model_fingerprint
-    from warmstart.ingest import load_card
 
     found = {
         "dataset": (load_card(dataset_dir)["fingerprint"], data),

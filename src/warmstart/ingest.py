@@ -29,6 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from warmstart.artifacts import CARD_FILE
 from warmstart.config import DataConfig
 from warmstart.errors import DataError, WarmstartError, naming
 from warmstart.storage import fetch_file, fetch_tree, is_archive, list_s3, scheme_of, unpack_archive
@@ -44,7 +45,6 @@ FORMATS_BY_SUFFIX = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-CARD_FILE = "data_card.json"
 SLICE_ROWS = 65_536
 # What numpy and pandas (nan, NaN, <NA>), JSON and SQL (null, NULL) and spreadsheets (#N/A, N/A) write
 # for a missing value. "None" and "NA" are left out: each is also a plausible class name.
@@ -649,10 +649,6 @@ def _split_table(split: pa.Table, names: list[str], modality: str) -> pa.Table:
             "label": pc.cast(pc.index_in(split["label"], value_set=pa.array(names, pa.string())), pa.int64()),
         }
     )
-
-
-def load_card(dataset_dir: str | Path) -> dict[str, Any]:
-    return json.loads((Path(dataset_dir) / CARD_FILE).read_text())
 
 
 def data_card_markdown(card: dict[str, Any]) -> str:

@@ -16,11 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from warmstart.artifacts import HTML_FILE, load_result
 from warmstart.config import Config
 from warmstart.errors import WarmstartError
-from warmstart.gate import load_result
 from warmstart.registry import Registry
-from warmstart.report import HTML_FILE
 from warmstart.stage import CPU_THREADS_ENV, ERROR_FILE_ENV, OUTCOME_FILE_ENV
 from warmstart.storage import s3_client, scheme_of
 

@@ -21,13 +21,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from warmstart.artifacts import PROBE_FILE, PROBE_PREDICTIONS_FILE
 from warmstart.config import Config
 from warmstart.metrics import all_metrics
 from warmstart.metrics import metric as metric_value
 from warmstart.precision import native_bf16, resolve_precision
 
-PROBE_FILE = "probe.json"
-PROBE_PREDICTIONS_FILE = "probe_predictions.parquet"
 METHOD = (
     "linear probe: logistic regression on mean-pooled frozen features of the training split (its "
     "regularisation chosen on the validation split), scored on the test split"
@@ -90,7 +89,7 @@ def linear_probe(
     """Probe the pretrained encoder in `base_model_dir` and its random init; write probe.json and the test
     predictions of both probes to `output_dir`. `train_features` ({pretrained, random_init}) are the
     pre-screen's features of the same training rows, when it computed them."""
-    from warmstart.ingest import load_card
+    from warmstart.artifacts import load_card
     from warmstart.transferability import features_of_splits
 
     dataset_dir, base_model_dir = Path(dataset_dir), Path(base_model_dir)
@@ -160,11 +159,3 @@ def linear_probe(
         output_dir / PROBE_PREDICTIONS_FILE,
     )
     return probe
-
-
-def load_probe(directory: str | Path | None) -> tuple[dict[str, Any], pa.Table] | None:
-    """The probe fetch_model wrote, with its test predictions; None when there is none."""
-    if directory is None or not (Path(directory) / PROBE_FILE).is_file():
-        return None
-    directory = Path(directory)
-    return json.loads((directory / PROBE_FILE).read_text()), pq.read_table(directory / PROBE_PREDICTIONS_FILE)

@@ -20,12 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from warmstart.artifacts import WEIGHTS_FILE, load_card, load_manifest, load_result
 from warmstart.config import Config
 from warmstart.errors import RegistrationRefused, WarmstartError
-from warmstart.fetch import load_manifest
-from warmstart.finetune import WEIGHTS_FILE
-from warmstart.gate import floor_lines, load_result, results_table, tuning_lines
-from warmstart.ingest import data_card_markdown, load_card
+from warmstart.ingest import data_card_markdown
+from warmstart.report_text import floor_lines, results_table, tuning_lines
 from warmstart.storage import Store, open_store, sha256_file
 
 METADATA_FILE = "metadata.json"

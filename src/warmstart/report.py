@@ -15,18 +15,17 @@ import io
 from pathlib import Path
 from typing import Any
 
+from warmstart.artifacts import HTML_FILE
 from warmstart.errors import WarmstartError
-from warmstart.gate import (
-    CURVE_TESTS,
-    aligned_curves,
+from warmstart.report_text import (
     chosen_rates,
     efficiency_sentence,
     interval_text,
     match_sentence,
     tuning_cost,
 )
+from warmstart.stats import CURVE_TESTS, aligned_curves
 
-HTML_FILE = "report.html"
 # One colour per arm, everywhere.
 COLORS = {"pretrained": "#1f66b3", "scratch": "#e07b00", "champion": "#6a3d9a"}
 VERDICT_COLORS = {"positive": "#1b7f3b", "neutral": "#6b6b6b", "negative": "#b3261e"}

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from warmstart.artifacts import SCREENING_FILE, load_manifest
 from warmstart.config import Config
-from warmstart.fetch import fetch, load_manifest
+from warmstart.fetch import fetch
 from warmstart.probe import feature_precision, split_rows
 
-SCREENING_FILE = "screening.json"
 RANDOM_INIT = "random init"
 METHOD = "LogME (You et al., ICML 2021) on mean-pooled frozen features of the training split"
 
@@ -68,7 +68,7 @@ def fetch_best(
     the best LogME score. Returns its manifest and the screening (also written to `screening_dir`).
     A `features` dict receives the screened training rows' features of the chosen model
     (`pretrained`) and of the random init (`random_init`), for the linear probe to reuse."""
-    from warmstart.ingest import load_card
+    from warmstart.artifacts import load_card
 
     output_dir = Path(output_dir)
     sources = list(dict.fromkeys([cfg.model.source, *cfg.model.candidates]))
@@ -165,11 +165,3 @@ def _entry(uri: str, manifest: dict[str, Any], score: float, seconds: float) -> 
         "seconds": round(seconds, 2),
         "floor": False,
     }
-
-
-def load_screening(screening_dir: str | Path | None) -> dict[str, Any] | None:
-    """The screening fetch_model wrote, or None when there is none (an older run, or not given)."""
-    if screening_dir is None:
-        return None
-    path = Path(screening_dir) / SCREENING_FILE
-    return json.loads(path.read_text()) if path.is_file() else None

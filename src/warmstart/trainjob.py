@@ -199,9 +199,8 @@ def finetune_on_trainer(
 ) -> dict[str, Any]:
     """Run one arm (its search over `learning_rates`, on `fraction` of the rows) as a multi-node TrainJob
     and copy its outputs into this step's output paths."""
-    from warmstart.fetch import load_manifest
-    from warmstart.finetune import SUMMARY_FILE, run_arguments
-    from warmstart.ingest import load_card
+    from warmstart.artifacts import SUMMARY_FILE, load_card, load_manifest
+    from warmstart.finetune import run_arguments
 
     root = cfg.checkpoint_root()
     if scheme_of(root) != "s3":
