@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from warmstart.config import Config
+from warmstart.config import PLACEMENT_KEYS, Config
 from warmstart.storage import resolve_local
 
 POSITIVE = ["good", "great", "wonderful", "superb", "delightful", "moving", "brilliant", "charming"]
@@ -106,8 +106,9 @@ def tiny_config(
             # The same trajectories on every processor: auto would be bf16 on one with bf16
             # instructions. bf16 is tested on its own, and by the end-to-end run on the real model.
             "precision": "fp32",
-            **train,
+            **{key: value for key, value in train.items() if key not in PLACEMENT_KEYS},
         },
+        "placement": {key: value for key, value in train.items() if key in PLACEMENT_KEYS},
         "tune": tune if tune is not None else {"enabled": False},
         "gate": {"bootstrap_samples": 2000},
         "registry": {"uri": str(registry or ""), "name": "tiny"},
@@ -155,8 +156,16 @@ def assert_resume_matches_an_unbroken_run(cfg: Config, work: Path, out: Path, mo
 
 
 def with_train(cfg: Config, **changes) -> Config:
-    """`cfg` with some train.* keys changed."""
-    return cfg.model_copy(update={"train": cfg.train.model_copy(update=changes)})
+    """`cfg` with some train.* keys changed (and placement.* keys, for the ones that moved there)."""
+    from warmstart.config import PLACEMENT_KEYS
+
+    placement = {key: changes.pop(key) for key in list(changes) if key in PLACEMENT_KEYS}
+    return cfg.model_copy(
+        update={
+            "train": cfg.train.model_copy(update=changes),
+            "placement": cfg.placement.model_copy(update=placement),
+        }
+    )
 
 
 @pytest.fixture(scope="session")

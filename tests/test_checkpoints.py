@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import assert_resume_matches_an_unbroken_run, stage_inputs, tiny_config
+from conftest import assert_resume_matches_an_unbroken_run, stage_inputs, tiny_config, with_train
 
 from warmstart.checkpoints import MARKER, Checkpoints, run_name
 from warmstart.errors import WarmstartError
@@ -104,7 +104,8 @@ def start_finetune(config_file, work, name):
 def test_a_finetune_killed_after_a_checkpoint_resumes_and_ends_as_if_never_killed(prepared, tmp_path):
     cfg, work = prepared
     values = cfg.model_dump()
-    values["train"].update(epochs=8, checkpoint_steps=3, checkpoint_uri=str(tmp_path / "checkpoints"))
+    values["train"].update(epochs=8)
+    values["placement"].update(checkpoint_steps=3, checkpoint_uri=str(tmp_path / "checkpoints"))
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(values))
 
@@ -141,11 +142,5 @@ def test_a_finetune_killed_after_a_checkpoint_resumes_and_ends_as_if_never_kille
 def test_training_resumes_from_checkpoints_on_s3(prepared, s3_prefix, tmp_path, monkeypatch):
     """A restart finds an S3 checkpoint of the same run (here: left by a run stopped after 4 steps)."""
     cfg, work = prepared
-    cfg = cfg.model_copy(
-        update={
-            "train": cfg.train.model_copy(
-                update={"checkpoint_uri": s3_prefix, "checkpoint_steps": 4, "epochs": 1}
-            )
-        }
-    )
+    cfg = with_train(cfg, checkpoint_uri=s3_prefix, checkpoint_steps=4, epochs=1)
     assert_resume_matches_an_unbroken_run(cfg, work, tmp_path, monkeypatch, step=4)

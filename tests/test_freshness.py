@@ -56,7 +56,7 @@ def test_force_trains_anyway(champion_config):
 
 def test_where_checkpoints_go_is_not_a_change(champion_config, tmp_path):
     moved = changed(
-        champion_config, train={"checkpoint_uri": str(tmp_path / "elsewhere"), "checkpoint_keep": 5}
+        champion_config, placement={"checkpoint_uri": str(tmp_path / "elsewhere"), "checkpoint_keep": 5}
     )
     assert not check(moved, card())["train"]
 
@@ -180,3 +180,59 @@ def test_warmstart_run_trains_the_two_arms_side_by_side_on_a_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(local_run.os, "sched_getaffinity", lambda pid: set(range(8)))
     assert local_run.side_by_side() == (1, 0)
+
+
+def test_a_run_whose_only_change_is_its_placement_skips(champion_config, tmp_path):
+    """Where and how a run executes (the TrainJob's Secret, namespace, image, checkpoints) is not what
+    it learns: renaming the nodes' S3 Secret must not make a scheduled run retrain."""
+    moved = changed(
+        champion_config,
+        placement={
+            "trainer_s3_secret": "renamed-s3-secret",
+            "trainer_namespace": "ml-other",
+            "trainer_image": "registry.example/warmstart:2",
+            "node_resources": {"cpu": "8"},
+            "trainer_timeout_minutes": 60,
+            "checkpoint_uri": str(tmp_path / "elsewhere"),
+        },
+    )
+    assert moved.placement.trainer_s3_secret == "renamed-s3-secret"
+    record = check(moved, card())
+    assert not record["train"] and record["changed"] == []
+
+
+def test_an_older_champion_with_its_placement_under_train_still_skips(champion_config, monkeypatch):
+    """A champion registered before the placement section holds those keys under `train` in its
+    lineage: they are read as placement, so the next scheduled run is not a retrain."""
+    from warmstart.registry import Registry
+
+    original = Registry.metadata
+
+    def older(self, name, version):
+        metadata = original(self, name, version)
+        metadata["config"]["train"].update(metadata["config"].pop("placement"))
+        return metadata
+
+    monkeypatch.setattr(Registry, "metadata", older)
+    assert (
+        "checkpoint_uri" in Registry(champion_config.registry.uri).metadata("reviews", 1)["config"]["train"]
+    )
+    assert not check(champion_config, card())["train"]
+
+
+def test_old_placement_keys_under_train_work_with_one_line_each(capsys):
+    from warmstart import config as config_module
+    from warmstart.errors import ConfigError
+
+    config_module._ANNOUNCED.clear()
+    first = Config.from_dict({"train": {"trainer_s3_secret": "creds", "checkpoint_keep": 3, "epochs": 2}})
+    again = Config.from_dict({"train": {"trainer_s3_secret": "creds"}})
+    assert first.placement.trainer_s3_secret == again.placement.trainer_s3_secret == "creds"
+    assert first.placement.checkpoint_keep == 3 and first.train.epochs == 2
+    assert "trainer_s3_secret" not in first.train.model_dump()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, "one line per old key, once per process"
+    assert lines[0].startswith("warmstart: train.checkpoint_keep is now placement.checkpoint_keep")
+    assert lines[1].startswith("warmstart: train.trainer_s3_secret is now placement.trainer_s3_secret")
+    with pytest.raises(ConfigError, match="placement.checkpoint_keep"):
+        Config.from_dict({"train": {"checkpoint_keep": 3}, "placement": {"checkpoint_keep": 4}})

@@ -160,7 +160,7 @@ def test_the_pipeline_defaults_are_a_valid_config_for_the_cluster(name):
         assert {obj["metadata"].get("namespace") for obj in build(name)} == {"kubeflow"}
         assert "Namespace" not in {obj["kind"] for obj in build(name)}
     if name == "overlays/trainer":
-        assert cfg.train.trainer_runtime in {obj["metadata"]["name"] for obj in build(name)}
+        assert cfg.placement.trainer_runtime in {obj["metadata"]["name"] for obj in build(name)}
 
 
 def test_the_namespace_enforces_baseline_and_audits_restricted_pod_security():

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from conftest import S3_ACCESS_KEY, S3_SECRET_KEY, stage_inputs, tiny_config
+from conftest import S3_ACCESS_KEY, S3_SECRET_KEY, stage_inputs, tiny_config, with_train
 
 import warmstart.trainjob as trainjob
 from warmstart.errors import ConfigError, ModelError
@@ -191,8 +191,7 @@ def kubernetes_api(monkeypatch):
 
 
 def multinode(cfg, **changes):
-    train = {"num_nodes": 2, "nproc_per_node": 1, "trainer_namespace": "ml", **changes}
-    return cfg.model_copy(update={"train": cfg.train.model_copy(update=train)})
+    return with_train(cfg, **{"num_nodes": 2, "nproc_per_node": 1, "trainer_namespace": "ml", **changes})
 
 
 def test_the_trainjob_follows_the_trainer_api_and_carries_no_secret(tiny_random_model, synthetic_csv):

@@ -16,14 +16,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+from warmstart.config import PLACEMENT_KEYS
 from warmstart.errors import WarmstartError
 from warmstart.storage import Store, open_store, sha256_file
 
 MARKER = "complete.json"
 STEP_DIR = re.compile(r"step-(\d{9})$")
-# Settings that decide where and how often checkpoints go, not what training computes.
-# `seeds` lists the runs; each run's own seed is `seed`, which is in the key.
-NOT_IN_KEY = ("checkpoint_uri", "checkpoint_steps", "checkpoint_keep", "trainer_timeout_minutes", "seeds")
+# Settings that decide where and how often checkpoints go, not what training computes: the placement
+# section's (never in `train` now, but a caller may hand in an older train dict). `seeds` lists the
+# runs; each run's own seed is `seed`, which is in the key.
+NOT_IN_KEY = (*PLACEMENT_KEYS, "seeds")
 
 
 def run_name(init: str, train: dict[str, Any], **inputs: Any) -> str:

@@ -41,8 +41,8 @@ def _fail(err: WarmstartError, code: int = 2) -> None:
 
 
 def _print_summary(summary: dict) -> None:
-    from warmstart.report_text import efficiency_sentence, match_sentence
-
+    """The run's outcome on the console: the verdict and numbers, the search, the floor, the curves,
+    the champion, what was registered, and where the log and the report are."""
     if summary["verdict"] == "skipped":
         console.print(f"warmstart: {summary['skipped']['status']}", highlight=False)
         console.print(
@@ -50,6 +50,17 @@ def _print_summary(summary: dict) -> None:
         )
         return
 
+    _print_verdict(summary)
+    _print_search(summary)
+    _print_curves(summary)
+    _print_outcome(summary)
+    console.print(f"wall time: {summary['wall_seconds']:.0f} s; full log: {summary['log']}", highlight=False)
+    if summary.get("report"):
+        console.print(f"report: {summary['report']} (open it with: warmstart report)", highlight=False)
+
+
+def _print_verdict(summary: dict) -> None:
+    """Both arms' metrics, the gain with its interval, and each seed's gain."""
     table = Table(title=f"warmstart: {summary['verdict']} transfer", title_justify="left")
     table.add_column("")
     for metric in ("accuracy", "macro_f1"):
@@ -74,6 +85,10 @@ def _print_summary(summary: dict) -> None:
             f"gain per seed: {per_seed}; the model to register is seed {seeds['chosen']}'s ({seeds['chosen_by']})",
             highlight=False,
         )
+
+
+def _print_search(summary: dict) -> None:
+    """The pre-screen's ranking, the chosen learning rates with any edge warnings, and the floor."""
     if summary.get("screening"):
         ranking = ", ".join(
             f"{entry['source']} {entry['logme']:.3f}"
@@ -99,6 +114,12 @@ def _print_summary(summary: dict) -> None:
             f"floor ({floor['by']}): {floor['value']:.4f}; scratch {'cleared' if floor['learned'] else 'did not clear'} it",
             highlight=False,
         )
+
+
+def _print_curves(summary: dict) -> None:
+    """The transfer tests on the learning curves, the data efficiency and where scratch caught up."""
+    from warmstart.report_text import efficiency_sentence, match_sentence
+
     labels = {"start": "start (linear probe)", "slope": "area under curve", "asymptote": "asymptote"}
     curves = "; ".join(
         f"{labels[name] if 'method' in test or name != 'start' else 'start (step 0)'} "
@@ -111,6 +132,10 @@ def _print_summary(summary: dict) -> None:
     for point in (efficiency or {}).get("points", []):
         console.print(efficiency_sentence(point), highlight=False)
     console.print(match_sentence(summary["tests"]["match"]), highlight=False)
+
+
+def _print_outcome(summary: dict) -> None:
+    """The comparison with the champion, the deciding reason and what was registered."""
     champion = summary["champion"]
     if champion and champion["comparable"]:
         versus = champion["gain"]
@@ -133,9 +158,6 @@ def _print_summary(summary: dict) -> None:
         )
     else:
         console.print("[yellow]not registered[/]: the gate did not pass", highlight=False)
-    console.print(f"wall time: {summary['wall_seconds']:.0f} s; full log: {summary['log']}", highlight=False)
-    if summary.get("report"):
-        console.print(f"report: {summary['report']} (open it with: warmstart report)", highlight=False)
 
 
 @app.command()

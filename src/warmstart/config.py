@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import difflib
 import re
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args, get_origin
 
@@ -200,18 +201,6 @@ class TrainConfig(_Section):
     early_stopping_threshold: float = Field(
         0.0, ge=0, lt=1, description="Smallest change of the metric that counts as an improvement."
     )
-    checkpoint_uri: str = Field(
-        "",
-        description="Where training checkpoints go: a directory or s3://BUCKET/PREFIX. A restarted finetune "
-        "resumes from the newest complete checkpoint of the same run. Empty: `.checkpoints` under "
-        "registry.uri (under the working directory for local runs).",
-    )
-    checkpoint_steps: int = Field(
-        200,
-        ge=0,
-        description="Checkpoint every this many optimizer steps, and at every epoch end (0: no checkpoints).",
-    )
-    checkpoint_keep: int = Field(2, ge=1, le=100, description="Complete checkpoints kept per arm.")
     nproc_per_node: int = Field(
         1,
         ge=1,
@@ -226,27 +215,6 @@ class TrainConfig(_Section):
         description="Nodes to train on. Above 1 the finetune step submits a Kubeflow Trainer TrainJob "
         "(num_nodes × nproc_per_node GPUs) and waits for it; checkpoints must then be on s3://.",
     )
-    trainer_runtime: str = Field(
-        "torch-distributed", description="num_nodes > 1: the ClusterTrainingRuntime the TrainJob uses."
-    )
-    trainer_namespace: str = Field(
-        "", description="num_nodes > 1: namespace of the TrainJob. Empty: the pipeline pod's own namespace."
-    )
-    trainer_image: str = Field(
-        "", description="num_nodes > 1: image of the training nodes. Empty: the pipeline's image."
-    )
-    trainer_s3_secret: str = Field(
-        "warmstart-s3",
-        description="num_nodes > 1: Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the nodes "
-        "(referenced by name; values never leave the Secret).",
-    )
-    node_resources: dict[str, str] = Field(
-        default_factory=dict,
-        description="num_nodes > 1: requests and limits per node besides the GPUs, e.g. {cpu: '16', memory: 120Gi}.",
-    )
-    trainer_timeout_minutes: int = Field(
-        1440, ge=1, description="num_nodes > 1: how long the step waits for the TrainJob."
-    )
 
     @field_validator("seeds")
     @classmethod
@@ -260,6 +228,48 @@ class TrainConfig(_Section):
     def run_seeds(self) -> list[int]:
         """The seeds each arm is trained with: `seeds`, or `[seed]` when that is empty."""
         return list(self.seeds) or [self.seed]
+
+
+class PlacementConfig(_Section):
+    """Where and how a run executes, apart from what it learns: where checkpoints go and how often, and,
+    for train.num_nodes > 1, the TrainJob's runtime, namespace, image, Secret, node resources and time
+    limit. A run whose only change is here learns the same model, so skip-unchanged ignores the section
+    (the pipeline tasks' own placement is the `cluster` section)."""
+
+    checkpoint_uri: str = Field(
+        "",
+        description="Where training checkpoints go: a directory or s3://BUCKET/PREFIX. A restarted finetune "
+        "resumes from the newest complete checkpoint of the same run. Empty: `.checkpoints` under "
+        "registry.uri (under the working directory for local runs).",
+    )
+    checkpoint_steps: int = Field(
+        200,
+        ge=0,
+        description="Checkpoint every this many optimizer steps, and at every epoch end (0: no checkpoints).",
+    )
+    checkpoint_keep: int = Field(2, ge=1, le=100, description="Complete checkpoints kept per arm.")
+    trainer_runtime: str = Field(
+        "torch-distributed", description="train.num_nodes > 1: the ClusterTrainingRuntime the TrainJob uses."
+    )
+    trainer_namespace: str = Field(
+        "",
+        description="train.num_nodes > 1: namespace of the TrainJob. Empty: the pipeline pod's own namespace.",
+    )
+    trainer_image: str = Field(
+        "", description="train.num_nodes > 1: image of the training nodes. Empty: the pipeline's image."
+    )
+    trainer_s3_secret: str = Field(
+        "warmstart-s3",
+        description="train.num_nodes > 1: Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the nodes "
+        "(referenced by name; values never leave the Secret).",
+    )
+    node_resources: dict[str, str] = Field(
+        default_factory=dict,
+        description="train.num_nodes > 1: requests and limits per node besides the GPUs, e.g. {cpu: '16', memory: 120Gi}.",
+    )
+    trainer_timeout_minutes: int = Field(
+        1440, ge=1, description="train.num_nodes > 1: how long the step waits for the TrainJob."
+    )
 
 
 class TuneConfig(_Section):
@@ -463,6 +473,33 @@ class ClusterConfig(_Section):
 
 
 CHECKPOINTS_DIR = ".checkpoints"
+# The placement settings that were once in the `train` section (train.KEY still works, said once).
+PLACEMENT_KEYS = tuple(PlacementConfig.model_fields)
+_ANNOUNCED: set[str] = set()
+
+
+def moved_placement_keys(values: Any) -> list[str]:
+    """The placement keys an old-style config dict sets under `train`."""
+    train = values.get("train") if isinstance(values, dict) else None
+    return [key for key in PLACEMENT_KEYS if isinstance(train, dict) and key in train]
+
+
+def migrated(values: Any) -> Any:
+    """`values` with the placement keys it sets under `train` moved to `placement` (the registry's
+    lineage of an older champion, an older compiled pipeline's config, a user's old YAML)."""
+    moved = moved_placement_keys(values)
+    if not moved:
+        return values
+    train = {k: v for k, v in values["train"].items() if k not in moved}
+    placement = dict(values.get("placement") or {})
+    for key in moved:
+        default = PlacementConfig.model_fields[key].get_default(call_default_factory=True)
+        if placement.get(key, default) not in (default, values["train"][key]):
+            raise ConfigError(
+                f"train.{key} and placement.{key} are both set, to different values; keep placement.{key}"
+            )
+        placement[key] = values["train"][key]
+    return {**values, "train": train, "placement": placement}
 
 
 class Config(_Section):
@@ -472,8 +509,23 @@ class Config(_Section):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    placement: PlacementConfig = Field(default_factory=PlacementConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _placement_keys_moved(cls, values: Any) -> Any:
+        """The keys that moved from `train` to `placement` still work, each with one line saying so."""
+        for key in moved_placement_keys(values):
+            if key not in _ANNOUNCED:
+                _ANNOUNCED.add(key)
+                print(
+                    f"warmstart: train.{key} is now placement.{key} (where a run executes is kept apart from "
+                    f"what it learns); the old key still works, rename it to silence this line",
+                    file=sys.stderr,
+                )
+        return migrated(values)
 
     @model_validator(mode="before")
     @classmethod
@@ -499,9 +551,9 @@ class Config(_Section):
         return copy
 
     def checkpoint_root(self) -> str:
-        """train.checkpoint_uri, else `.checkpoints` under the registry ('' when neither is set)."""
-        if self.train.checkpoint_uri:
-            return self.train.checkpoint_uri
+        """placement.checkpoint_uri, else `.checkpoints` under the registry ('' when neither is set)."""
+        if self.placement.checkpoint_uri:
+            return self.placement.checkpoint_uri
         return f"{self.registry.uri.rstrip('/')}/{CHECKPOINTS_DIR}" if self.registry.uri else ""
 
     @classmethod
@@ -637,7 +689,7 @@ def check_for_cluster(cfg: Config) -> None:
         ("model.source", cfg.model.source),
         *((f"model.candidates[{i}]", uri) for i, uri in enumerate(cfg.model.candidates)),
         ("registry.uri", cfg.registry.uri),
-        ("train.checkpoint_uri", cfg.train.checkpoint_uri),
+        ("placement.checkpoint_uri", cfg.placement.checkpoint_uri),
     ):
         if value and "://" not in value and not Path(value).is_absolute():
             raise ConfigError(

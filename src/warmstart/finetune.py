@@ -535,11 +535,11 @@ def _curve_points(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _checkpoints(arm: _Arm, learning_rate: float) -> Checkpoints | None:
     cfg = arm.cfg
     root = cfg.checkpoint_root()
-    if not root or not cfg.train.checkpoint_steps:
+    if not root or not cfg.placement.checkpoint_steps:
         return None
     extra = {"fraction": arm.fraction} if arm.fraction < 1 else {}
     run = arm_run(_with_rate(cfg, arm.init, learning_rate), arm.init, arm.card, arm.manifest, **extra)
-    return Checkpoints(root, run, cfg.train.checkpoint_keep)
+    return Checkpoints(root, run, cfg.placement.checkpoint_keep)
 
 
 def _train(
@@ -615,10 +615,10 @@ def _arguments(arm: _Arm, trial: _Trial) -> Any:
         eval_strategy="steps",
         eval_steps=arm.eval_every,
         eval_on_start=trial.resume is None,  # the step-0 point; a resumed run has it in its restored history
-        # Checkpoints at train.checkpoint_steps and epoch ends go to the store; a rung's checkpoint, which
+        # Checkpoints at placement.checkpoint_steps and epoch ends go to the store; a rung's checkpoint, which
         # the trial continues from, is asked for by the rung itself (see _rung_callback).
         save_strategy="steps",
-        save_steps=train_cfg.checkpoint_steps or arm.total_steps,
+        save_steps=arm.cfg.placement.checkpoint_steps or arm.total_steps,
         save_total_limit=1,
         save_only_model=False,
         metric_for_best_model=f"eval_{arm.cfg.gate.metric}",
@@ -648,8 +648,7 @@ def _arguments(arm: _Arm, trial: _Trial) -> Any:
 
 def _train_trial(arm: _Arm, trial: _Trial, stop_at: int) -> None:
     """Train `trial` from where it is to step `stop_at` (or until early stopping ends it)."""
-    import torch
-    from transformers import EarlyStoppingCallback, default_data_collator
+    from transformers import default_data_collator
     from transformers.trainer_callback import PrinterCallback
 
     if trial.steps >= stop_at or trial.stopped_early:
@@ -677,6 +676,44 @@ def _train_trial(arm: _Arm, trial: _Trial, stop_at: int) -> None:
     else:
         train, validation = arm.train, arm.validation
         trained, collator = model, arm.inputs.collator()
+    trainer, throughput = _trainer(
+        arm, trial, stop_at, args, (trained, parameter_groups), collator, train, validation
+    )
+    trainer.remove_callback(PrinterCallback)  # Progress reports; raw log dicts are noise
+    trainer.train(resume_from_checkpoint=str(trial.resume) if trial.resume else None)
+    step = trainer.state.global_step
+    if not _evaluated_at(trainer.state.log_history, step):
+        trainer.evaluate()
+    trial.steps, trial.history = step, _curve_points(trainer.state.log_history)
+    trial.stopped_early = step < stop_at
+    trial.seconds += time.perf_counter() - started
+    trial.samples_per_second = throughput.samples_per_second or trial.samples_per_second
+    saved = trial.directory / f"checkpoint-{step}"
+    trial.resume = saved if saved.is_dir() else trial.resume
+    if step >= arm.total_steps or trial.stopped_early:
+        # Kept until the search ends (off the GPU while others train), LoRA adapters merged: predict
+        # with, and save, exactly what is registered.
+        trial.model = finished(model).to("cpu")
+
+
+def _trainer(
+    arm: _Arm,
+    trial: _Trial,
+    stop_at: int,
+    args: Any,
+    model_and_groups: tuple[Any, Any],
+    collator: Any,
+    train: Any,
+    validation: Any,
+) -> tuple[Any, Any]:
+    """The Trainer for one stretch of a trial (to `stop_at`), with its callbacks: progress lines, the
+    throughput meter (returned too), early stopping when asked, and the rung's stop. `model_and_groups`
+    is what trains (the model, or a head on cached features) and the strategy's parameter groups."""
+    import torch
+    from transformers import EarlyStoppingCallback
+
+    train_cfg = arm.cfg.train
+    trained, parameter_groups = model_and_groups
     classes = len(arm.card["label_names"])
     latest: dict[str, np.ndarray] = {}
 
@@ -714,21 +751,7 @@ def _train_trial(arm: _Arm, trial: _Trial, stop_at: int) -> None:
         # loop on MiniLM on the 2-core CPU.
         optimizers=(torch.optim.AdamW(parameter_groups, lr=trial.learning_rate, fused=True), None),
     )
-    trainer.remove_callback(PrinterCallback)  # Progress reports; raw log dicts are noise
-    trainer.train(resume_from_checkpoint=str(trial.resume) if trial.resume else None)
-    step = trainer.state.global_step
-    if not _evaluated_at(trainer.state.log_history, step):
-        trainer.evaluate()
-    trial.steps, trial.history = step, _curve_points(trainer.state.log_history)
-    trial.stopped_early = step < stop_at
-    trial.seconds += time.perf_counter() - started
-    trial.samples_per_second = throughput.samples_per_second or trial.samples_per_second
-    saved = trial.directory / f"checkpoint-{step}"
-    trial.resume = saved if saved.is_dir() else trial.resume
-    if step >= arm.total_steps or trial.stopped_early:
-        # Kept until the search ends (off the GPU while others train), LoRA adapters merged: predict
-        # with, and save, exactly what is registered.
-        trial.model = finished(model).to("cpu")
+    return trainer, throughput
 
 
 def _label(arm: _Arm, trial: _Trial) -> str:

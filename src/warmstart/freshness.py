@@ -3,8 +3,8 @@
 A run would reproduce the registry's champion when three things are what they were for it: the
 data (ingest's fingerprint of the splits, which covers their content and the split settings), the
 pretrained start (the `model` section: source, candidates, screening, sequence length) and the
-training recipe (the `train` section, less where and how often checkpoints go, and the `tune`
-section: each arm's learning-rate search). Then ingest ends
+training recipe (the `train` and `tune` sections: what each arm learns, and each arm's learning-rate
+search). Where a run executes (the `placement` and `cluster` sections) is not part of it. Then ingest ends
 the run with "skipped: data unchanged since version N" and nothing is trained; `force` trains anyway.
 Anything else (no registry yet, no champion, any of the three changed) trains, and says why.
 """
@@ -15,33 +15,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-from warmstart.config import Config
+from warmstart.config import Config, migrated
 
-# Train settings that decide where work happens or is saved, not what a run learns.
-PLACEMENT = (
-    "checkpoint_uri",
-    "checkpoint_steps",
-    "checkpoint_keep",
-    "trainer_runtime",
-    "trainer_namespace",
-    "trainer_image",
-    "node_resources",
-    "trainer_timeout_minutes",
-)
+# What a run learns: a run that differs from the champion only elsewhere (placement, cluster,
+# storage, the gate's policy, the registry) would train the same model again.
+RECIPE = ("model", "train", "tune")
 
 
 def _short(fingerprint: str | None) -> str:
     return f"{fingerprint[:12]}…" if fingerprint else "none"
 
 
-def _changes(
-    section: str, old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...] = ()
-) -> list[str]:
+def _changes(section: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """`section.key (old → new)` for every key whose value differs."""
     return [
         f"{section}.{key} ({json.dumps(old.get(key))} → {json.dumps(new.get(key))})"
         for key in sorted(set(old) | set(new))
-        if key not in ignore and old.get(key) != new.get(key)
+        if old.get(key) != new.get(key)
     ]
 
 
@@ -68,15 +58,16 @@ def check(cfg: Config, card: dict[str, Any], force: bool = False) -> dict[str, A
         return record
     record["champion"] = version
     champion = registry.metadata(name, version)
-    before = champion.get("config", {})
+    # An older champion's config may hold placement keys under `train`: moved, as the Config moves them.
+    before = migrated(champion.get("config", {}))
     changed = []
     if champion["lineage"]["data_fingerprint"] != card["fingerprint"]:
         changed.append(
             f"data (fingerprint {_short(champion['lineage']['data_fingerprint'])} → {_short(card['fingerprint'])})"
         )
-    changed += _changes("model", before.get("model", {}), cfg.model.model_dump())
-    changed += _changes("train", before.get("train", {}), cfg.train.model_dump(), PLACEMENT)
-    changed += _changes("tune", before.get("tune", {}), cfg.tune.model_dump())
+    now = cfg.model_dump()
+    for section in RECIPE:
+        changed += _changes(section, before.get(section, {}), now[section])
     record["changed"] = changed
     if changed:
         record["status"] = f"training: changed since version {version}: {'; '.join(changed)}"

@@ -356,36 +356,109 @@ def gate(
     data fraction and share of the tuning grid when there are several. `screening_dir` holds
     fetch_model's pre-screen of the candidates and its linear probe of the start.
     """
-    from warmstart.artifacts import load_card, load_probe, load_screening
+    from warmstart.artifacts import load_card, load_screening
     from warmstart.report import write_report
 
     arms = load_arms(pretrained_dirs, scratch_dirs)
     pairs = paired_runs(arms, metric=cfg.metric)
-    labels = pairs[0][0].predictions.column("label").to_numpy()
-    names = pairs[0][0].summary["label_names"]
-    classes = len(names)
-    card = load_card(dataset_dir) if dataset_dir else None
-    predictions = {
-        arm: np.stack([pair[i].predictions.column("predicted").to_numpy() for pair in pairs])
-        for i, arm in enumerate(("pretrained", "scratch"))
-    }
+    test = _TestSplit.of(pairs, load_card(dataset_dir) if dataset_dir else None)
     gain = paired_bootstrap(
         cfg.metric,
-        labels,
-        predictions["pretrained"],
-        predictions["scratch"],
-        classes,
+        test.labels,
+        test.predictions["pretrained"],
+        test.predictions["scratch"],
+        test.classes,
         cfg.bootstrap_samples,
         cfg.confidence,
         cfg.seed,
     )
     verdict, transfer_reason = decide(gain, cfg.min_gain)
-    found = baselines(cfg, labels, predictions, names, card)
+    found = baselines(cfg, test.labels, test.predictions, test.names, test.card)
     # The model to register: the pretrained run with the best validation metric (first seed on ties).
     chosen = max(range(len(pairs)), key=lambda i: (_validation_score(pairs[i][0].summary, cfg.metric), -i))
-    (p_summary, p_preds, _), (s_summary, s_preds, _) = pairs[chosen]
-    p_pred, s_pred = predictions["pretrained"][chosen], predictions["scratch"][chosen]
     champion = compare_champion(cfg, pairs[chosen][0], champion_dir)
+    policy = apply_policy(verdict, transfer_reason, champion, cfg.champion_tolerance)
+    result = {
+        **baseline_policy(policy, found, cfg.require_learned_baseline),
+        "verdict": verdict,
+        "decision_rule": decision_rule(cfg, len(pairs)),
+        "metric": cfg.metric,
+        "gain": gain,
+        "baselines": found,
+        **_chosen_runs(pairs, chosen, test, cfg.metric),
+        "tuning": tuning_summary(arms, pairs, cfg.metric),
+        "champion": champion,
+        "curves": _curves(cfg, pairs, chosen, test, screening_dir),
+        "data_efficiency": data_efficiency(arms, cfg.metric, test.labels, test.classes),
+        "label_names": test.names,
+        "test_rows": len(test.labels),
+        **_provenance(pairs[chosen][0].summary),
+        "screening": load_screening(screening_dir),
+    }
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    (output_dir / REPORT_FILE).write_text(report_markdown(result))
+    write_report(result, output_dir, test.card, cfg.min_gain)
+    return result
+
+
+class _TestSplit(NamedTuple):
+    """The test split as the gate compares on it: labels, class names, every run's predictions per arm
+    (runs × rows), and the data card when there is one."""
+
+    labels: np.ndarray
+    names: list[str]
+    predictions: dict[str, np.ndarray]
+    card: dict[str, Any] | None
+
+    @property
+    def classes(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def of(cls, pairs: list[tuple[Evaluation, Evaluation]], card: dict[str, Any] | None) -> _TestSplit:
+        first = pairs[0][0]
+        predictions = {
+            arm: np.stack([pair[i].predictions.column("predicted").to_numpy() for pair in pairs])
+            for i, arm in enumerate(("pretrained", "scratch"))
+        }
+        return cls(
+            first.predictions.column("label").to_numpy(), first.summary["label_names"], predictions, card
+        )
+
+
+def _chosen_runs(
+    pairs: list[tuple[Evaluation, Evaluation]], chosen: int, test: _TestSplit, metric: str
+) -> dict[str, Any]:
+    """Each arm's chosen run on the test split, McNemar's test between them, and the seeds behind it."""
+    (p_summary, _, _), (s_summary, _, _) = pairs[chosen]
+    p_pred, s_pred = test.predictions["pretrained"][chosen], test.predictions["scratch"][chosen]
+    return {
+        "mcnemar": {**mcnemar(test.labels, p_pred, s_pred), "seed": p_summary["seed"]},
+        "seeds": {
+            "count": len(pairs),
+            "values": [pair[0].summary["seed"] for pair in pairs],
+            "chosen": p_summary["seed"],
+            "chosen_by": f"the best final validation {metric} of the pretrained arm",
+            "runs": _seed_runs(pairs, test.labels, metric, test.classes),
+        },
+        "pretrained": {**_arm(p_summary, test.labels, p_pred, test.classes), "seed": p_summary["seed"]},
+        "scratch": {**_arm(s_summary, test.labels, s_pred, test.classes), "seed": s_summary["seed"]},
+    }
+
+
+def _curves(
+    cfg: GateConfig,
+    pairs: list[tuple[Evaluation, Evaluation]],
+    chosen: int,
+    test: _TestSplit,
+    screening_dir: str | Path | None,
+) -> dict[str, Any]:
+    """Both arms' learning curves (every run's and their mean) and the transfer tests on them, with the
+    start measured by the linear probe when fetch_model ran one."""
+    from warmstart.artifacts import load_probe
+
     curves = {
         arm: [pair[i].summary["learning_curve"] for pair in pairs]
         for i, arm in enumerate(("pretrained", "scratch"))
@@ -394,7 +467,7 @@ def gate(
     intervals = curve_intervals(
         *([_curve_run(pair[i]) for pair in pairs] for i in (0, 1)),
         cfg.metric,
-        classes,
+        test.classes,
         cfg.bootstrap_samples,
         cfg.confidence,
         cfg.seed + 2,
@@ -402,50 +475,18 @@ def gate(
     tests = curve_tests(pretrained_curve, scratch_curve, cfg.metric, intervals)
     probe = load_probe(screening_dir)
     if probe is not None:
-        tests["start"] = probe_start(cfg, probe, p_preds, classes)
-    seed_values = [pair[0].summary["seed"] for pair in pairs]
-    policy = apply_policy(verdict, transfer_reason, champion, cfg.champion_tolerance)
-    policy = baseline_policy(policy, found, cfg.require_learned_baseline)
-    result = {
-        **policy,
-        "verdict": verdict,
-        "decision_rule": decision_rule(cfg, len(pairs)),
-        "metric": cfg.metric,
-        "gain": gain,
-        "baselines": found,
-        "mcnemar": {**mcnemar(labels, p_pred, s_pred), "seed": p_summary["seed"]},
-        "seeds": {
-            "count": len(pairs),
-            "values": seed_values,
-            "chosen": p_summary["seed"],
-            "chosen_by": f"the best final validation {cfg.metric} of the pretrained arm",
-            "runs": _seed_runs(pairs, labels, cfg.metric, classes),
-        },
-        "tuning": tuning_summary(arms, pairs, cfg.metric),
-        "champion": champion,
-        "pretrained": {**_arm(p_summary, labels, p_pred, classes), "seed": p_summary["seed"]},
-        "scratch": {**_arm(s_summary, labels, s_pred, classes), "seed": s_summary["seed"]},
-        "curves": {
-            "tests": tests,
-            "pretrained": pretrained_curve,
-            "scratch": scratch_curve,
-            "runs": curves,
-        },
-        "data_efficiency": data_efficiency(arms, cfg.metric, labels, classes),
-        "label_names": names,
-        "test_rows": len(labels),
-        "test_fingerprint": p_summary["test_fingerprint"],
-        "data_fingerprint": p_summary["data_fingerprint"],
-        "base_model": p_summary["base_model"],
-        "base_model_revision": p_summary.get("base_model_revision"),
-        "screening": load_screening(screening_dir),
+        tests["start"] = probe_start(cfg, probe, pairs[chosen][0].predictions, test.classes)
+    return {"tests": tests, "pretrained": pretrained_curve, "scratch": scratch_curve, "runs": curves}
+
+
+def _provenance(summary: dict[str, Any]) -> dict[str, Any]:
+    """Which data and which base model the compared runs trained on."""
+    return {
+        "test_fingerprint": summary["test_fingerprint"],
+        "data_fingerprint": summary["data_fingerprint"],
+        "base_model": summary["base_model"],
+        "base_model_revision": summary.get("base_model_revision"),
     }
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
-    (output_dir / REPORT_FILE).write_text(report_markdown(result))
-    write_report(result, output_dir, card, cfg.min_gain)
-    return result
 
 
 def _curve_run(run: Evaluation) -> dict[str, Any]:

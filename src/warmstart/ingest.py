@@ -540,13 +540,32 @@ def ingest(cfg: DataConfig, output_dir: str | Path) -> dict[str, Any]:
     source, fmt = read_table(cfg.source, cfg, "data.source")
     modality = "image" if "image" in source.column_names else "text"
     source, keys, removed = _clean(source)
-    what = f"data.source '{cfg.source}'"
     if source.num_rows == 0:
         unreadable = f" or an unreadable image ({removed['unreadable']})" if removed["unreadable"] else ""
         raise DataError(
-            f"{what} has no usable rows: every row has an empty or missing {'image' if modality == 'image' else 'text'} "
-            f"or label ({removed['empty']}){unreadable}; check data.text_column and data.label_column"
+            f"data.source '{cfg.source}' has no usable rows: every row has an empty or missing "
+            f"{'image' if modality == 'image' else 'text'} or label ({removed['empty']}){unreadable}; "
+            f"check data.text_column and data.label_column"
         )
+    splits, leaked, removed = _split(cfg, source, keys, modality, removed)
+    del source
+    names = label_names(splits["train"]["label"])
+    _check_labels(cfg, fmt, names, splits)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, split in splits.items():
+        pq.write_table(_split_table(split, names, modality), output_dir / f"{name}.parquet")
+    card = _card(cfg, fmt, modality, names, splits, {**removed, "leakage": leaked})
+    (output_dir / CARD_FILE).write_text(json.dumps(card, indent=2))
+    return card
+
+
+def _split(
+    cfg: DataConfig, source: pa.Table, keys: Any, modality: str, removed: dict[str, int]
+) -> tuple[dict[str, pa.Table], dict[str, int], dict[str, int]]:
+    """The train, validation and test splits (stratified, seeded; the test split is data.test_source
+    when given), with the rows left out of validation and test because training holds them (leakage)
+    counted, and the removed counts updated for the test file's own rows."""
+    what = f"data.source '{cfg.source}'"
     leaked = {"test": 0, "validation": 0}
     if cfg.test_source:
         test, _ = read_table(cfg.test_source, cfg, "data.test_source")
@@ -573,17 +592,20 @@ def ingest(cfg: DataConfig, output_dir: str | Path) -> dict[str, Any]:
     train_rows, validation_rows = rest[train_rows], rest[validation_rows]
     kept = _unseen(keys, validation_rows, train_rows)
     leaked["validation"] = len(validation_rows) - len(kept)
-    train, validation = source.take(train_rows), source.take(kept)
-    del source
+    splits = {"train": source.take(train_rows), "validation": source.take(kept), "test": test}
+    return splits, leaked, removed
 
-    names = label_names(train["label"])
+
+def _check_labels(cfg: DataConfig, fmt: str, names: list[str], splits: dict[str, pa.Table]) -> None:
+    """At least two classes, none in validation or test that training lacks, and no empty split."""
     if len(names) < 2:
         where = "class folder" if fmt == "imagefolder" else f"column '{cfg.label_column}'"
         raise DataError(
             f"data.source '{cfg.source}' has a single class ({names[0]!r}) in {where}; "
             f"a classifier needs at least two labels"
         )
-    for split_name, split in (("test", test), ("validation", validation)):
+    for split_name in ("test", "validation"):
+        split = splits[split_name]
         unseen = sorted(set(pc.unique(split["label"]).to_pylist()) - set(names))
         if unseen:
             raise DataError(
@@ -593,11 +615,17 @@ def ingest(cfg: DataConfig, output_dir: str | Path) -> dict[str, Any]:
         if split.num_rows == 0:
             raise DataError(f"the {split_name} split is empty after removing duplicates and leakage")
 
-    splits = {"train": train, "validation": validation, "test": test}
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name, split in splits.items():
-        pq.write_table(_split_table(split, names, modality), output_dir / f"{name}.parquet")
 
+def _card(
+    cfg: DataConfig,
+    fmt: str,
+    modality: str,
+    names: list[str],
+    splits: dict[str, pa.Table],
+    removed: dict[str, Any],
+) -> dict[str, Any]:
+    """The data card: where the data came from, its classes, rows and label counts per split, what was
+    removed, and the fingerprints that tell whether it changed."""
     split_fingerprints = {name: fingerprint(split) for name, split in splits.items()}
     card = {
         "modality": modality,
@@ -610,7 +638,7 @@ def ingest(cfg: DataConfig, output_dir: str | Path) -> dict[str, Any]:
         "label_names": names,
         "rows": {name: len(split) for name, split in splits.items()},
         "label_distribution": {name: _label_counts(split, names) for name, split in splits.items()},
-        "removed": {**removed, "leakage": leaked},
+        "removed": removed,
         "split_seed": cfg.split_seed,
         "fingerprints": split_fingerprints,
         "fingerprint": hashlib.sha256(
@@ -628,7 +656,6 @@ def ingest(cfg: DataConfig, output_dir: str | Path) -> dict[str, Any]:
             "width": [int(pc.min(every["width"]).as_py()), int(pc.max(every["width"]).as_py())],
             "height": [int(pc.min(every["height"]).as_py()), int(pc.max(every["height"]).as_py())],
         }
-    (output_dir / CARD_FILE).write_text(json.dumps(card, indent=2))
     return card
 
 

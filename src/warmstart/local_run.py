@@ -88,7 +88,7 @@ def localize(cfg: Config, workdir: Path) -> Config:
         ("data", "test_source"),
         ("model", "source"),
         ("registry", "uri"),
-        ("train", "checkpoint_uri"),
+        ("placement", "checkpoint_uri"),
     ):
         holder = getattr(cfg, section)
         value = getattr(holder, key)

@@ -266,33 +266,7 @@ def register(
         )
     registry = Registry(cfg.registry.uri)
     name = cfg.registry.name
-    metadata = {
-        "name": name,
-        "created": datetime.now(timezone.utc).isoformat(),
-        "model_sha256": digest,
-        "modality": data_card.get("modality", "text"),
-        "metrics": {
-            arm: {m: gate_result[arm][m] for m in ("accuracy", "macro_f1")}
-            for arm in ("pretrained", "scratch")
-        },
-        "gate": {
-            **{k: gate_result[k] for k in ("verdict", "reason", "metric", "decision_rule")},
-            "gain": {k: v for k, v in gate_result["gain"].items() if k != "distribution"},
-            "mcnemar_p": gate_result["mcnemar"]["p_value"],
-            "seeds": {k: gate_result["seeds"][k] for k in ("count", "values", "chosen", "chosen_by")},
-        },
-        "lineage": {
-            "run_id": run_id,
-            "pipeline_job": pipeline_job,
-            "data_source": data_card["source"],
-            "data_fingerprint": data_card["fingerprint"],
-            "test_fingerprint": data_card["fingerprints"]["test"],
-            "base_model": base_manifest["source"],
-            "base_model_revision": base_manifest["revision"],
-            "base_model_files": {f: info["sha256"] for f, info in base_manifest["files"].items()},
-        },
-        "config": cfg.model_dump(),
-    }
+    metadata = version_metadata(cfg, gate_result, data_card, base_manifest, digest, run_id, pipeline_job)
     existing = registry.same_model(name, digest, metadata["lineage"])
     if existing is not None:
         return {
@@ -326,3 +300,44 @@ def register(
                 flush=True,
             )
     return record
+
+
+def version_metadata(
+    cfg: Config,
+    gate_result: dict[str, Any],
+    data_card: dict[str, Any],
+    base_manifest: dict[str, Any],
+    digest: str,
+    run_id: str,
+    pipeline_job: str,
+) -> dict[str, Any]:
+    """A version's metadata.json: the weights' sha256, both arms' metrics, the gate's verdict, the
+    lineage (run, data, base model) and the config it was trained with."""
+    name = cfg.registry.name
+    return {
+        "name": name,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "model_sha256": digest,
+        "modality": data_card.get("modality", "text"),
+        "metrics": {
+            arm: {m: gate_result[arm][m] for m in ("accuracy", "macro_f1")}
+            for arm in ("pretrained", "scratch")
+        },
+        "gate": {
+            **{k: gate_result[k] for k in ("verdict", "reason", "metric", "decision_rule")},
+            "gain": {k: v for k, v in gate_result["gain"].items() if k != "distribution"},
+            "mcnemar_p": gate_result["mcnemar"]["p_value"],
+            "seeds": {k: gate_result["seeds"][k] for k in ("count", "values", "chosen", "chosen_by")},
+        },
+        "lineage": {
+            "run_id": run_id,
+            "pipeline_job": pipeline_job,
+            "data_source": data_card["source"],
+            "data_fingerprint": data_card["fingerprint"],
+            "test_fingerprint": data_card["fingerprints"]["test"],
+            "base_model": base_manifest["source"],
+            "base_model_revision": base_manifest["revision"],
+            "base_model_files": {f: info["sha256"] for f, info in base_manifest["files"].items()},
+        },
+        "config": cfg.model_dump(),
+    }

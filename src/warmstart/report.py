@@ -378,15 +378,10 @@ td.num{text-align:right;font-variant-numeric:tabular-nums} dl{display:grid;grid-
 """
 
 
-def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain: float = 0.0) -> str:
-    """The report page for a gate result (and the data card of its run)."""
-    metric = result["metric"]
-    gain, test = result["gain"], result["mcnemar"]
-    tests = result["curves"]["tests"]
-    verdict = result["verdict"]
-    seeds = result["seeds"]
-    several = seeds["count"] > 1
-    arms = [
+def _arm_rows(result: dict[str, Any]) -> list[list[Any]]:
+    """Each arm's metrics, chosen rate, steps and training rows, as table rows."""
+    several = result["seeds"]["count"] > 1
+    return [
         [
             f"{arm} (seed {result[arm]['seed']})" if several else arm,
             *(f"{result[arm][m]:.4f}" for m in ("accuracy", "macro_f1")),
@@ -396,7 +391,11 @@ def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain:
         ]
         for arm in ("pretrained", "scratch")
     ]
-    curve_rows = [
+
+
+def _curve_rows(tests: dict[str, Any]) -> list[list[Any]]:
+    """The start, slope and asymptote tests with their intervals, as table rows."""
+    return [
         [
             tests[name]["measured_by"],
             f"{tests[name]['pretrained']:.4f}",
@@ -407,6 +406,11 @@ def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain:
         ]
         for name in CURVE_TESTS
     ]
+
+
+def _lineage(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the compared models came from: base model, data and test split, weights, seeds."""
+    seeds = result["seeds"]
     lineage = [
         (
             "base model",
@@ -418,9 +422,21 @@ def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain:
         ("pretrained model sha256", result["pretrained"]["model_sha256"]),
         ("scratch model sha256", result["scratch"]["model_sha256"]),
     ]
-    if several:
+    if seeds["count"] > 1:
         values = ", ".join(map(str, seeds["values"]))
         lineage.append(("training seeds", f"{values}; the models above are seed {seeds['chosen']}'s"))
+    return lineage
+
+
+def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain: float = 0.0) -> str:
+    """The report page for a gate result (and the data card of its run)."""
+    metric = result["metric"]
+    gain, test = result["gain"], result["mcnemar"]
+    tests = result["curves"]["tests"]
+    verdict = result["verdict"]
+    seeds = result["seeds"]
+    several = seeds["count"] > 1
+    arms, curve_rows, lineage = _arm_rows(result), _curve_rows(tests), _lineage(result)
     reason = result["reason"][0].upper() + result["reason"][1:] + "."
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -68,8 +68,6 @@ def fetch_best(
     the best LogME score. Returns its manifest and the screening (also written to `screening_dir`).
     A `features` dict receives the screened training rows' features of the chosen model
     (`pretrained`) and of the random init (`random_init`), for the linear probe to reuse."""
-    from warmstart.artifacts import load_card
-
     output_dir = Path(output_dir)
     sources = list(dict.fromkeys([cfg.model.source, *cfg.model.candidates]))
     if len(sources) == 1:
@@ -80,79 +78,79 @@ def fetch_best(
             "reason": "model.candidates is empty: model.source is fine-tuned without a pre-screen",
         }
     else:
-        dataset_dir = Path(dataset_dir)
-        card = load_card(dataset_dir)
-        modality = card.get("modality", "text")
-        rows = split_rows(dataset_dir, "train", cfg.model.screen_rows, cfg.train.seed)
-        labels = np.asarray(rows["label"])
-        # The precision training runs in, so the linear probe can reuse these features.
-        precision = feature_precision(cfg)
-        ranking = []
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="warmstart-screen-", dir=output_dir.parent) as scratch:
-            fetched, pooled = [], []
-            for index, uri in enumerate(sources):
-                what = (
-                    "model.source" if index == 0 else f"model.candidates[{cfg.model.candidates.index(uri)}]"
-                )
-                directory = Path(scratch) / str(index)
-                manifest = fetch(uri, directory, cfg.registry.uri, what)
-                score, seconds, found = _score(
-                    directory,
-                    rows,
-                    labels,
-                    modality,
-                    cfg.model.max_length,
-                    f"{what} '{uri}'",
-                    precision=precision,
-                )
-                fetched.append(directory)
-                pooled.append(found)
-                ranking.append(_entry(uri, manifest, score, seconds))
-                print(f"screen: {uri} LogME {score:.4f} ({seconds:.0f}s)", flush=True)
-            # Seeded as the linear probe's random init (and the first scratch run's), so it can reuse these.
-            floor, seconds, random_features = _score(
-                fetched[0],
-                rows,
-                labels,
-                modality,
-                cfg.model.max_length,
-                "model.source",
-                random_init=True,
-                seed=cfg.train.run_seeds()[0],
-                precision=precision,
-            )
-            print(f"screen: {RANDOM_INIT} ({sources[0]}'s architecture) LogME {floor:.4f}", flush=True)
-            best = max(range(len(sources)), key=lambda i: (ranking[i]["logme"], -i))
-            if features is not None:
-                features.update(pretrained=pooled[best], random_init=random_features)
-            for index, entry in enumerate(ranking):
-                entry.update(above_floor=entry["logme"] > floor, chosen=index == best)
-            ranking.append(
-                {
-                    "source": f"{RANDOM_INIT} ({load_manifest(fetched[0])['architecture']})",
-                    "logme": floor,
-                    "seconds": round(seconds, 2),
-                    "floor": True,
-                    "chosen": False,
-                }
-            )
-            if output_dir.exists():
-                shutil.rmtree(output_dir)
-            shutil.move(fetched[best], output_dir)
-        manifest = load_manifest(output_dir)
-        screening = {
-            "screened": True,
-            "method": METHOD,
-            "rows": len(rows),
-            "chosen": sources[best],
-            "floor": floor,
-            "ranking": sorted(ranking, key=lambda entry: -entry["logme"]),
-        }
+        manifest, screening = _screen(cfg, sources, Path(dataset_dir), output_dir, features)
     if screening_dir is not None:
         Path(screening_dir).mkdir(parents=True, exist_ok=True)
         (Path(screening_dir) / SCREENING_FILE).write_text(json.dumps(screening, indent=2))
     return manifest, screening
+
+
+def _screen(
+    cfg: Config,
+    sources: list[str],
+    dataset_dir: Path,
+    output_dir: Path,
+    features: dict[str, np.ndarray] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fetch every source, score each by LogME on the training rows against the random-init floor,
+    and move the best into `output_dir`: its manifest and the screening."""
+    from warmstart.artifacts import load_card
+
+    modality = load_card(dataset_dir).get("modality", "text")
+    rows = split_rows(dataset_dir, "train", cfg.model.screen_rows, cfg.train.seed)
+    labels = np.asarray(rows["label"])
+    # The precision training runs in, so the linear probe can reuse these features.
+    precision = feature_precision(cfg)
+
+    def score(directory: Path, what: str, **random_init: Any) -> tuple[float, float, np.ndarray]:
+        return _score(
+            directory, rows, labels, modality, cfg.model.max_length, what, precision=precision, **random_init
+        )
+
+    ranking = []
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="warmstart-screen-", dir=output_dir.parent) as scratch:
+        fetched, pooled = [], []
+        for index, uri in enumerate(sources):
+            what = "model.source" if index == 0 else f"model.candidates[{cfg.model.candidates.index(uri)}]"
+            directory = Path(scratch) / str(index)
+            manifest = fetch(uri, directory, cfg.registry.uri, what)
+            logme, seconds, found = score(directory, f"{what} '{uri}'")
+            fetched.append(directory)
+            pooled.append(found)
+            ranking.append(_entry(uri, manifest, logme, seconds))
+            print(f"screen: {uri} LogME {logme:.4f} ({seconds:.0f}s)", flush=True)
+        # Seeded as the linear probe's random init (and the first scratch run's), so it can reuse these.
+        floor, seconds, random_features = score(
+            fetched[0], "model.source", random_init=True, seed=cfg.train.run_seeds()[0]
+        )
+        print(f"screen: {RANDOM_INIT} ({sources[0]}'s architecture) LogME {floor:.4f}", flush=True)
+        best = max(range(len(sources)), key=lambda i: (ranking[i]["logme"], -i))
+        if features is not None:
+            features.update(pretrained=pooled[best], random_init=random_features)
+        for index, entry in enumerate(ranking):
+            entry.update(above_floor=entry["logme"] > floor, chosen=index == best)
+        ranking.append(
+            {
+                "source": f"{RANDOM_INIT} ({load_manifest(fetched[0])['architecture']})",
+                "logme": floor,
+                "seconds": round(seconds, 2),
+                "floor": True,
+                "chosen": False,
+            }
+        )
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        shutil.move(fetched[best], output_dir)
+    screening = {
+        "screened": True,
+        "method": METHOD,
+        "rows": len(rows),
+        "chosen": sources[best],
+        "floor": floor,
+        "ranking": sorted(ranking, key=lambda entry: -entry["logme"]),
+    }
+    return load_manifest(output_dir), screening
 
 
 def _entry(uri: str, manifest: dict[str, Any], score: float, seconds: float) -> dict[str, Any]:

@@ -9,7 +9,7 @@ evaluation back into its own outputs. The job's name is derived from the run's i
 finetune pod finds its job again instead of starting a second one. A failed job is replaced, and
 the new one resumes from the checkpoints.
 
-Credentials reach the nodes only as references to a Kubernetes Secret (`train.trainer_s3_secret`),
+Credentials reach the nodes only as references to a Kubernetes Secret (`placement.trainer_s3_secret`),
 never as values.
 """
 
@@ -56,21 +56,21 @@ def build_trainjob(cfg: Config, name: str, image: str, worker_args: list[str]) -
             "train.num_nodes > 1 builds a Kubeflow Trainer TrainJob, which needs pip install 'warmstart[kubeflow]'"
         ) from None
 
-    train = cfg.train
+    train, placement = cfg.train, cfg.placement
     env = [{"name": key, "value": value} for key, value in sorted(cfg.storage.environment().items())]
     env += [
-        {"name": key, "valueFrom": {"secretKeyRef": {"name": train.trainer_s3_secret, "key": key}}}
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": placement.trainer_s3_secret, "key": key}}}
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
     ]
     env.append({"name": "HF_HOME", "value": "/tmp/hf"})
-    limits = {"nvidia.com/gpu": str(train.nproc_per_node), **train.node_resources}
+    limits = {"nvidia.com/gpu": str(train.nproc_per_node), **placement.node_resources}
     job = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TrainJob",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "warmstart"}},
         "spec": {
             "runtimeRef": {
-                "name": train.trainer_runtime,
+                "name": placement.trainer_runtime,
                 "kind": "ClusterTrainingRuntime",
                 "apiGroup": GROUP,
             },
@@ -99,12 +99,12 @@ def _clients() -> tuple[Any, Any]:
 
 
 def _namespace(cfg: Config) -> str:
-    if cfg.train.trainer_namespace:
-        return cfg.train.trainer_namespace
+    if cfg.placement.trainer_namespace:
+        return cfg.placement.trainer_namespace
     if NAMESPACE_FILE.exists():
         return NAMESPACE_FILE.read_text().strip()
     raise ConfigError(
-        "train.trainer_namespace is empty and this is not a pod; set the namespace for the TrainJob"
+        "placement.trainer_namespace is empty and this is not a pod; set the namespace for the TrainJob"
     )
 
 
@@ -168,7 +168,7 @@ def wait(custom: Any, core: Any, namespace: str, name: str, timeout_s: float, po
         if time.monotonic() > deadline:
             raise ModelError(
                 f"TrainJob {namespace}/{name} did not finish within {timeout_s / 60:.0f} min "
-                f"(train.trainer_timeout_minutes); it keeps running: delete it or raise the limit"
+                f"(placement.trainer_timeout_minutes); it keeps running: delete it or raise the limit"
             )
         time.sleep(poll_s)
 
@@ -205,13 +205,13 @@ def finetune_on_trainer(
     root = cfg.checkpoint_root()
     if scheme_of(root) != "s3":
         raise ConfigError(
-            f"train.num_nodes={cfg.train.num_nodes} needs storage every node reaches: set train.checkpoint_uri "
+            f"train.num_nodes={cfg.train.num_nodes} needs storage every node reaches: set placement.checkpoint_uri "
             f"(or registry.uri) to s3://BUCKET/PREFIX, not '{root or 'empty'}'"
         )
-    image = cfg.train.trainer_image or os.environ.get(IMAGE_ENV, "")
+    image = cfg.placement.trainer_image or os.environ.get(IMAGE_ENV, "")
     if not image:
         raise ConfigError(
-            "train.trainer_image is empty and the step has no WARMSTART_IMAGE; compile with --image"
+            "placement.trainer_image is empty and the step has no WARMSTART_IMAGE; compile with --image"
         )
     name = job_name(
         cfg, init, load_card(dataset_dir), load_manifest(base_model_dir), learning_rates, fraction
@@ -229,7 +229,7 @@ def finetune_on_trainer(
     custom, core = _clients()
     namespace = _namespace(cfg)
     submit(custom, namespace, job)
-    wait(custom, core, namespace, name, cfg.train.trainer_timeout_minutes * 60, POLL_SECONDS)
+    wait(custom, core, namespace, name, cfg.placement.trainer_timeout_minutes * 60, POLL_SECONDS)
     fetch_tree(store.uri("outputs/model"), model_dir)
     fetch_tree(store.uri("outputs/evaluation"), evaluation_dir)
     store.delete("inputs")
