@@ -109,3 +109,18 @@ def test_a_relative_candidate_is_refused_for_the_cluster():
     )
     with pytest.raises(ConfigError, match=r"model.candidates\[1\] './mine' is a relative path"):
         check_for_cluster(cfg)
+
+
+def test_the_committed_config_reference_is_the_generated_one():
+    """docs/config.md is generated from the Config's field descriptions; regenerate it with
+    `warmstart config --markdown > docs/config.md` when a key or its help changes."""
+    from pathlib import Path
+
+    from warmstart.config import config_reference
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert page.read_text(encoding="utf-8") == config_reference(), (
+        "docs/config.md is stale: run warmstart config --markdown > docs/config.md"
+    )
+    for section in Config.model_fields:
+        assert f"## `{section}`" in page.read_text(encoding="utf-8")

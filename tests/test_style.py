@@ -87,3 +87,20 @@ def test_no_import_cycles_in_src():
     """No module of warmstart imports itself through others, imports inside functions included: a stage
     learns another stage's file names and readers from warmstart.artifacts, not from that stage."""
     assert cycles(import_graph(ROOT / "src" / "warmstart")) == []
+
+
+def test_the_readme_is_a_front_page_and_every_link_in_the_docs_resolves():
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) < 250, "README.md is the front page; the manual lives in docs/"
+    for page in [
+        ROOT / "README.md",
+        ROOT / "components" / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+    ]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if "://" not in target:
+                assert (page.parent / target).exists(), (
+                    f"{page.relative_to(ROOT)} links to {target}, which is missing"
+                )

@@ -400,11 +400,15 @@ def runs(
 
 
 @app.command("config")
-def show_config() -> None:
+def show_config(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The reference page (docs/config.md) instead of YAML.")
+    ] = False,
+) -> None:
     """Print every config key with its default and what it does (a starting point for your own file)."""
-    from warmstart.config import describe_fields
+    from warmstart.config import config_reference, describe_fields
 
-    typer.echo(describe_fields(), nl=False)
+    typer.echo(config_reference() if markdown else describe_fields(), nl=False)
 
 
 registry_app = typer.Typer(help="Inspect a registry and move its champion alias.", no_args_is_help=True)

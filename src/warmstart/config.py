@@ -676,6 +676,38 @@ def describe_fields() -> str:
     return "\n".join(lines) + "\n"
 
 
+def config_reference() -> str:
+    """docs/config.md: every section and key with its default and what it does, from the Config's own
+    field descriptions (`warmstart config --markdown` prints it; a test holds the committed page)."""
+    lines = [
+        "# Config reference",
+        "",
+        "Every key of a warmstart config file (YAML), its default and what it does. Set one on the command line",
+        "with `--set SECTION.KEY=VALUE`; `warmstart config` prints the same as a commented YAML file. This page is",
+        "generated from the Config's own field descriptions (`warmstart config --markdown > docs/config.md`), and",
+        "a test fails when it is stale.",
+    ]
+    for section, field in Config.model_fields.items():
+        model = field.annotation
+        lines += ["", f"## `{section}`", ""]
+        if model.__dict__.get("__doc__"):
+            lines += [" ".join(model.__dict__["__doc__"].split()), ""]
+        lines += ["| key | default | what it does |", "|---|---|---|"]
+        for name, sub in model.model_fields.items():
+            value = to_jsonable_python(sub.get_default(call_default_factory=True))
+            default = (
+                yaml.safe_dump(value, default_flow_style=True, width=10_000)
+                .strip()
+                .removesuffix("...")
+                .strip()
+            )
+            choices = get_args(sub.annotation) if get_origin(sub.annotation) is Literal else ()
+            hint = f" One of: {', '.join(f'`{choice}`' for choice in choices)}." if choices else ""
+            text = f"{sub.description or ''}{hint}".replace("|", "\\|")
+            lines.append(f"| `{name}` | `{default}` | {text} |")
+    return "\n".join(lines) + "\n"
+
+
 def check_for_cluster(cfg: Config) -> None:
     """Refuse settings that cannot work inside pipeline pods, before anything is compiled or submitted."""
     if not cfg.registry.uri:
