@@ -19,9 +19,9 @@ from pathlib import Path
 from machine import describe, write_result
 
 from warmstart.config import Config
-from warmstart.fetch import fetch_model
-from warmstart.ingest import ingest
-from warmstart.launch import finetune
+from warmstart.fetch_model.sources import fetch_model
+from warmstart.finetune.launch import finetune
+from warmstart.ingest.dataset import ingest
 
 EPOCHS = [float(value) for value in sys.argv[1:]] or [3.0, 10.0]
 RESULTS = Path(__file__).resolve().parent / "results" / "feature_extraction.json"

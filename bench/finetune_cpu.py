@@ -28,9 +28,9 @@ from hf_baseline import GLUE_STYLE, TUNED, TUNED_BF16, train_and_test
 from machine import describe, write_result
 
 from warmstart.config import Config
-from warmstart.fetch import fetch_model
-from warmstart.ingest import ingest
-from warmstart.launch import finetune
+from warmstart.fetch_model.sources import fetch_model
+from warmstart.finetune.launch import finetune
+from warmstart.ingest.dataset import ingest
 
 EPOCHS = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
 RESULTS = Path(__file__).resolve().parent / "results" / "finetune_cpu.json"

@@ -42,9 +42,9 @@ from machine import describe
 
 from warmstart.artifacts import load_card
 from warmstart.config import Config
-from warmstart.fetch import fetch_model
-from warmstart.ingest import ingest
-from warmstart.launch import finetune
+from warmstart.fetch_model.sources import fetch_model
+from warmstart.finetune.launch import finetune
+from warmstart.ingest.dataset import ingest
 from warmstart.storage import resolve_local
 
 SEQUENCE = 128

@@ -56,7 +56,7 @@ def train_and_test(
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator
 
-    from warmstart.finetune import throughput_meter
+    from warmstart.finetune.train import throughput_meter
 
     def tokenize(batch: dict[str, list]) -> dict[str, Any]:
         padding = "max_length" if setup.pad_to_max_length else False

@@ -30,7 +30,7 @@ WORDS = (
 CHILD = """
 import json, resource, sys, time
 from warmstart.config import DataConfig
-from warmstart.ingest import ingest
+from warmstart.ingest.dataset import ingest
 started = time.perf_counter()
 card = ingest(DataConfig(source=sys.argv[1], text_column="text", label_column="label"), sys.argv[2])
 seconds = time.perf_counter() - started

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow.csv as pacsv
 from machine import describe, write_result
 
+from warmstart.fetch_model.transferability import logme, logme_reference, mean_pooled_features
 from warmstart.storage import resolve_local
-from warmstart.transferability import logme, logme_reference, mean_pooled_features
 
 RESULTS = Path(__file__).resolve().parent / "results" / "logme.json"
 

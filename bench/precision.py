@@ -12,9 +12,9 @@ from pathlib import Path
 from machine import describe, write_result
 
 from warmstart.config import Config
-from warmstart.fetch import fetch_model
-from warmstart.ingest import ingest
-from warmstart.launch import finetune
+from warmstart.fetch_model.sources import fetch_model
+from warmstart.finetune.launch import finetune
+from warmstart.ingest.dataset import ingest
 
 EPOCHS = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
 RESULTS = Path(__file__).resolve().parent / "results" / "precision.json"

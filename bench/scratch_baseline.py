@@ -27,9 +27,9 @@ from plain_loop import train_and_test
 from tasks import TASKS, write_task
 
 from warmstart.config import Config
-from warmstart.fetch import fetch_model
-from warmstart.ingest import ingest
-from warmstart.launch import finetune
+from warmstart.fetch_model.sources import fetch_model
+from warmstart.finetune.launch import finetune
+from warmstart.ingest.dataset import ingest
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scratch_baseline.json"
 SEEDS = [int(seed) for seed in sys.argv[1:]] or [0, 1, 2]

@@ -3,7 +3,7 @@
 Simulation: a test set of n rows; each training seed s gives the pretrained arm a true accuracy gain
 of mu + e_s over scratch, with seed effects e_s ~ N(0, tau^2). The true gain is mu, the mean over
 all possible seeds. For each draw we simulate k seeds' paired predictions and ask whether the gate's
-interval (warmstart.stats.paired_bootstrap: the Multi-Bootstrap over seeds and test rows) covers mu.
+interval (warmstart.gate.stats.paired_bootstrap: the Multi-Bootstrap over seeds and test rows) covers mu.
 With tau = 0 the seeds differ only by test-set noise and the interval should cover at about its
 nominal rate; with seed variance and few seeds, a bootstrap over k seeds sees (k-1)/k of their
 variance and the percentile interval is narrow.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from machine import describe, write_result
 
-from warmstart.stats import paired_bootstrap
+from warmstart.gate.stats import paired_bootstrap
 
 N, MU, SCRATCH_ACCURACY, DRAWS, RESAMPLES, CONFIDENCE = 500, 0.04, 0.75, 200, 1000, 0.90
 

@@ -1,4 +1,4 @@
-"""KFP component: evaluate_champion (library: warmstart.champion)."""
+"""KFP component: evaluate_champion (library: warmstart.evaluate_champion)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
@@ -8,8 +8,8 @@ from warmstart.components import DEFAULT_IMAGE
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def evaluate_champion(config: dict, dataset: Input[Dataset], evaluation: Output[Dataset]):
     """Predict this run's test split with the registry's champion (or record that there is none)."""
-    from warmstart.champion import evaluate_champion as evaluate
     from warmstart.config import Config
+    from warmstart.evaluate_champion import evaluate_champion as evaluate
     from warmstart.stage import user_errors
 
     with user_errors("evaluate_champion"):

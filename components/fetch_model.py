@@ -1,4 +1,4 @@
-"""KFP component: fetch_model (libraries: warmstart.screen, warmstart.fetch)."""
+"""KFP component: fetch_model (libraries: warmstart.fetch_model.screen, .sources, .probe)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
@@ -22,8 +22,8 @@ def fetch_model(
     """
     from warmstart.artifacts import model_fingerprint
     from warmstart.config import Config
-    from warmstart.probe import linear_probe
-    from warmstart.screen import fetch_best
+    from warmstart.fetch_model.probe import linear_probe
+    from warmstart.fetch_model.screen import fetch_best
     from warmstart.stage import user_errors
 
     with user_errors("fetch_model"):

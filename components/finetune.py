@@ -1,4 +1,4 @@
-"""KFP component: finetune (library: warmstart.finetune)."""
+"""KFP component: finetune (library: warmstart.finetune: launch and train)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
@@ -25,10 +25,10 @@ def finetune(
     which names input artifacts but does not look inside them, changes when their content does.
     """
     from warmstart.config import Config
-    from warmstart.freshness import check_inputs
-    from warmstart.launch import finetune as train
+    from warmstart.finetune.launch import finetune as train
+    from warmstart.finetune.tuning import share_of
+    from warmstart.ingest.freshness import check_inputs
     from warmstart.stage import user_errors
-    from warmstart.tuning import share_of
 
     init = str(run["init"])
     with user_errors(f"finetune[{init}]"):

@@ -1,4 +1,4 @@
-"""KFP component: gate (library: warmstart.gate)."""
+"""KFP component: gate (library: warmstart.gate: policy, stats, reports)."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Output
@@ -31,8 +31,8 @@ def gate(
 
     from warmstart.artifacts import HTML_FILE, REPORT_FILE
     from warmstart.config import Config
-    from warmstart.gate import gate as judge
-    from warmstart.gate import split_arms
+    from warmstart.gate.policy import gate as judge
+    from warmstart.gate.policy import split_arms
     from warmstart.stage import report_outcome, user_errors
 
     with user_errors("gate"):

@@ -1,4 +1,4 @@
-"""KFP component: ingest (libraries: warmstart.ingest, warmstart.freshness)."""
+"""KFP component: ingest (libraries: warmstart.ingest.dataset, warmstart.ingest.freshness)."""
 
 from typing import NamedTuple
 
@@ -16,17 +16,17 @@ def ingest(config: dict, force: bool, dataset: Output[Dataset], freshness: Outpu
     Then compare with the registry's champion: `train` is false when the data, the pretrained
     source and the training settings are all what they were for it (and `force` is not set), so
     the pipeline ends without training. `runs` are the training runs of each arm (one per seed,
-    data fraction and share of the tuning grid: warmstart.tuning.plan); `fingerprint` identifies
+    data fraction and share of the tuning grid: warmstart.finetune.tuning.plan); `fingerprint` identifies
     the data, so the tasks after this one cache on content.
     """
     from collections import namedtuple
     from pathlib import Path
 
     from warmstart.config import Config
-    from warmstart.freshness import check, markdown
-    from warmstart.ingest import ingest as ingest_data
+    from warmstart.finetune.tuning import plan
+    from warmstart.ingest.dataset import ingest as ingest_data
+    from warmstart.ingest.freshness import check, markdown
     from warmstart.stage import report_outcome, user_errors
-    from warmstart.tuning import plan
 
     with user_errors("ingest"):
         cfg = Config.from_dict(config)

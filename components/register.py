@@ -1,4 +1,4 @@
-"""KFP component: register (library: warmstart.registry)."""
+"""KFP component: register (library: warmstart.register)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
@@ -22,7 +22,7 @@ def register(
     from pathlib import Path
 
     from warmstart.config import Config
-    from warmstart.registry import register as publish
+    from warmstart.register.publish import register as publish
     from warmstart.stage import user_errors
 
     with user_errors("register"):

@@ -11,7 +11,7 @@ def skipped(status: dict, summary: Output[Markdown]):
     holds this data's model."""
     from pathlib import Path
 
-    from warmstart.freshness import markdown
+    from warmstart.ingest.freshness import markdown
     from warmstart.stage import report_outcome
 
     print(status["status"], flush=True)

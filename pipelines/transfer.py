@@ -32,9 +32,9 @@ from warmstart.components import (
     skipped,
 )
 
-from warmstart import cluster
+from warmstart.app import cluster
 from warmstart.config import Config
-from warmstart.trainjob import IMAGE_ENV
+from warmstart.finetune.trainjob import IMAGE_ENV
 
 PIPELINE_NAME = "warmstart-transfer"
 # The display name of the task that ends a run in which nothing changed (`warmstart runs` looks for it).

@@ -118,8 +118,8 @@ def tiny_config(
 
 def stage_inputs(cfg: Config, work: Path) -> tuple[Config, Path]:
     """Ingest `cfg`'s data into WORK/data and fetch its model into WORK/base, as the DAG's first stages do."""
-    from warmstart.fetch import fetch_model
-    from warmstart.ingest import ingest
+    from warmstart.fetch_model.sources import fetch_model
+    from warmstart.ingest.dataset import ingest
 
     ingest(cfg.data, work / "data")
     fetch_model(cfg.model, work / "base")
@@ -129,8 +129,8 @@ def stage_inputs(cfg: Config, work: Path) -> tuple[Config, Path]:
 def assert_resume_matches_an_unbroken_run(cfg: Config, work: Path, out: Path, monkeypatch, step: int) -> None:
     """Train the scratch arm once unbroken, and once with a crash right after the first checkpoint is
     stored (a pod lost there) and a restart: the restart resumes from `step` and ends identically."""
-    from warmstart.checkpoints import Checkpoints
-    from warmstart.launch import finetune
+    from warmstart.finetune.checkpoints import Checkpoints
+    from warmstart.finetune.launch import finetune
 
     def arm(name):
         return finetune(cfg, "scratch", work / "data", work / "base", out / name / "m", out / name / "e")
@@ -171,7 +171,7 @@ def with_train(cfg: Config, **changes) -> Config:
 @pytest.fixture(scope="session")
 def tiny_pretrained_model(tmp_path_factory, tiny_random_model) -> Path:
     """The tiny BERT after real pre-training on other synthetic reviews: a start that transfers."""
-    from warmstart.launch import finetune
+    from warmstart.finetune.launch import finetune
 
     work = tmp_path_factory.mktemp("pretraining")
     source = write_csv(work / "pretraining.csv", synthetic_rows(1200, seed=99))

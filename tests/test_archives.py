@@ -11,8 +11,8 @@ import pytest
 from warmstart.artifacts import load_manifest
 from warmstart.config import DataConfig
 from warmstart.errors import DataError, ModelError
-from warmstart.fetch import fetch
-from warmstart.ingest import ingest
+from warmstart.fetch_model.sources import fetch
+from warmstart.ingest.dataset import ingest
 from warmstart.storage import upload_s3_file
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from warmstart.config import DataConfig
 from warmstart.errors import DataError
-from warmstart.ingest import ingest
+from warmstart.ingest.dataset import ingest
 
 ROWS = "text,label\n" + "".join(f"review number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(40))
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import assert_resume_matches_an_unbroken_run, stage_inputs, tiny_config, with_train
 
-from warmstart.checkpoints import MARKER, Checkpoints, run_name
 from warmstart.errors import WarmstartError
+from warmstart.finetune.checkpoints import MARKER, Checkpoints, run_name
 from warmstart.storage import list_s3
 
 

@@ -4,7 +4,7 @@ import pytest
 from conftest import stage_inputs, tiny_config, with_train
 
 from warmstart.errors import ModelError
-from warmstart.launch import finetune
+from warmstart.finetune.launch import finetune
 
 
 @pytest.fixture(scope="module")

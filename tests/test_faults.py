@@ -10,9 +10,10 @@ import subprocess
 import pytest
 from test_registry import make_run_outputs
 
-from warmstart.checkpoints import Checkpoints
 from warmstart.config import Config
-from warmstart.registry import Registry, register
+from warmstart.finetune.checkpoints import Checkpoints
+from warmstart.register.publish import register
+from warmstart.registry import Registry
 from warmstart.storage import StorageError, sha256_file
 
 

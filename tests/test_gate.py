@@ -7,9 +7,9 @@ import pytest
 
 from warmstart.config import GateConfig
 from warmstart.errors import WarmstartError
-from warmstart.gate import apply_policy, decide, gate
+from warmstart.gate.policy import apply_policy, decide, gate
+from warmstart.gate.stats import curve_tests, mean_curve, paired_bootstrap
 from warmstart.metrics import metric, weighted_metric
-from warmstart.stats import curve_tests, mean_curve, paired_bootstrap
 
 
 def fake_evaluation(
@@ -143,7 +143,7 @@ def test_bootstrap_blocks_give_the_same_answer_as_one_block(labels, monkeypatch)
     rng = np.random.default_rng(4)
     pretrained, scratch = flip(labels, 0.2, rng), flip(labels, 0.25, rng)
     whole = paired_bootstrap("macro_f1", labels, pretrained, scratch, 2, 2000, 0.9, seed=5)
-    monkeypatch.setattr("warmstart.stats.BLOCK_CELLS", 600 * 7)
+    monkeypatch.setattr("warmstart.gate.stats.BLOCK_CELLS", 600 * 7)
     assert paired_bootstrap("macro_f1", labels, pretrained, scratch, 2, 2000, 0.9, seed=5) == whole
 
 
@@ -191,7 +191,7 @@ def validation_run(labels, accuracies, rng, steps=None):
 
 
 def test_curve_intervals_tell_a_real_difference_from_noise():
-    from warmstart.stats import curve_intervals
+    from warmstart.gate.stats import curve_intervals
 
     rng = np.random.default_rng(30)
     labels = rng.integers(0, 2, 400)
@@ -309,7 +309,7 @@ def test_gate_compares_the_challenger_with_the_champion(tmp_path, labels):
 def test_mcnemar_matches_the_exact_binomial_by_hand():
     from math import comb
 
-    from warmstart.stats import mcnemar
+    from warmstart.gate.stats import mcnemar
 
     labels = np.zeros(1000, dtype=int)
     scratch = np.r_[np.zeros(800, dtype=int), np.ones(200, dtype=int)]  # right on the first 800
@@ -384,7 +384,7 @@ def test_shuffled_labels_leave_both_arms_at_chance_and_the_verdict_neutral(tmp_p
 
     from conftest import stage_inputs, synthetic_rows, tiny_config, write_csv
 
-    from warmstart.launch import finetune
+    from warmstart.finetune.launch import finetune
 
     rows = synthetic_rows(400, seed=4)
     labels = [label for _, label in rows]
@@ -596,7 +596,7 @@ def test_the_arm_s_best_share_of_the_grid_on_validation_is_the_one_compared(tmp_
 def test_pretraining_is_worth_rows_on_the_scratch_curve(tmp_path):
     """Both arms on 10%, 30% and all of 1,000 rows: the pretrained arm at 100 rows scores what scratch
     scores at about 300 (3×), and at 1,000 rows more than scratch ever reached (a bound)."""
-    from warmstart.stats import rows_to_match
+    from warmstart.gate.stats import rows_to_match
 
     rng = np.random.default_rng(42)
     labels = rng.integers(0, 2, 2000)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import stage_inputs, tiny_config
 
-from warmstart.launch import finetune
+from warmstart.finetune.launch import finetune
 
 pytestmark = [
     pytest.mark.gpu,
@@ -55,7 +55,7 @@ def test_no_gpu_sync_between_training_steps(prepared, monkeypatch):
     defaults waited twice a step: accelerate's blocking batch copy and the loss's NaN filter.
     Compiled, as the fastest setting runs: in eager mode transformers' own check of the attention
     mask on the host waits once per forward, and that is the model's, not the loop's."""
-    import warmstart.finetune
+    import warmstart.finetune.train
 
     meter = warmstart.finetune.throughput_meter
     watched_steps = []

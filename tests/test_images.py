@@ -21,12 +21,12 @@ from conftest import (
 from warmstart.artifacts import load_evaluation
 from warmstart.config import DataConfig, ModelConfig
 from warmstart.errors import DataError, ModelError
-from warmstart.fetch import fetch_model
-from warmstart.gate import gate
-from warmstart.ingest import ingest
-from warmstart.launch import finetune
+from warmstart.fetch_model.sources import fetch_model
+from warmstart.finetune.launch import finetune
+from warmstart.finetune.strategies import block_indices, depth, prepare
+from warmstart.gate.policy import gate
+from warmstart.ingest.dataset import ingest
 from warmstart.registry import Registry
-from warmstart.strategies import block_indices, depth, prepare
 
 
 def test_an_image_folder_is_split_cleaned_and_described(tmp_path, image_folder):
@@ -207,7 +207,7 @@ def test_strategies_train_a_vision_model(tmp_path, image_folder, tiny_vision_mod
 
     cfg = tiny_image_config(image_folder, tiny_vision_model, strategy=strategy, freeze_layers=1, epochs=1)
     cfg, work = stage_inputs(cfg, tmp_path)
-    from warmstart.finetune import build_model
+    from warmstart.finetune.train import build_model
 
     untrained = build_model("pretrained", work / "base", ["h", "v"], 0, modality="image")
     model, _ = prepare(untrained, cfg.train, "pretrained", 1e-3)

@@ -7,7 +7,8 @@ from conftest import synthetic_rows, write_csv
 
 from warmstart.config import DataConfig
 from warmstart.errors import DataError
-from warmstart.ingest import fingerprint, ingest, read_table
+from warmstart.ingest.dataset import fingerprint, ingest
+from warmstart.ingest.readers import read_table
 
 
 def config(source, **extra) -> DataConfig:
@@ -141,9 +142,9 @@ def test_fingerprint_ignores_row_order_but_not_content(monkeypatch, slice_rows):
 
     import pyarrow as pa
 
-    import warmstart.ingest
+    import warmstart.ingest.dataset
 
-    monkeypatch.setattr(warmstart.ingest, "SLICE_ROWS", slice_rows)  # hashed a slice at a time
+    monkeypatch.setattr(warmstart.ingest.dataset, "SLICE_ROWS", slice_rows)  # hashed a slice at a time
     rows = [("a", "x"), ("b", "y"), ("c", "x"), ("é", "x"), ("z", "x")]
     table = pa.table({"key": [k for k, _ in rows], "label": [y for _, y in rows]})
     assert fingerprint(table) == fingerprint(table.take([4, 3, 2, 1, 0]))

@@ -105,7 +105,7 @@ def test_policies_non_root_limits_pinned_images_no_secrets_least_privilege(name)
 
 
 def test_the_pipeline_role_grants_only_what_the_components_call():
-    """KFP's launcher and Argo's executor need three things in every pod; trainjob.py creates, reads
+    """KFP's launcher and Argo's executor need three things in every pod; finetune/trainjob.py creates, reads
     and replaces TrainJobs, lists the job's pods and reads one log. The service account is the one
     submit and schedule run as."""
     objects = build("base")
@@ -134,7 +134,7 @@ def test_the_pipeline_role_grants_only_what_the_components_call():
     assert (
         binding["subjects"][0]["name"] == account and binding["roleRef"]["name"] == role["metadata"]["name"]
     )
-    source = (ROOT / "src" / "warmstart" / "trainjob.py").read_text()
+    source = (ROOT / "src" / "warmstart" / "finetune" / "trainjob.py").read_text()
     calls = {
         "create_namespaced_custom_object",
         "get_namespaced_custom_object",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from warmstart.config import Config, load_config
 from warmstart.errors import ConfigError
-from warmstart.ingest import read_table
+from warmstart.ingest.readers import read_table
 
 KEYS = [
     f"{section}.{name}"
@@ -128,7 +128,7 @@ def test_ingest_of_any_small_table_is_splits_or_one_data_error(tmp_path_factory,
     beside an error; and when it succeeds every kept row is in exactly one split."""
     from warmstart.config import DataConfig
     from warmstart.errors import DataError
-    from warmstart.ingest import ingest
+    from warmstart.ingest.dataset import ingest
 
     work = tmp_path_factory.mktemp("ingest")
     write(work / "d.csv", "csv", rows)

@@ -6,7 +6,8 @@ import pytest
 
 from warmstart.config import Config
 from warmstart.errors import RegistrationRefused
-from warmstart.registry import Registry, register
+from warmstart.register.publish import register
+from warmstart.registry import Registry
 from warmstart.storage import sha256_file
 
 

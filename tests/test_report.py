@@ -12,9 +12,9 @@ from test_gate import curve, fake_evaluation, fake_probe, flip
 
 from warmstart.artifacts import HTML_FILE
 from warmstart.config import DataConfig, GateConfig
-from warmstart.gate import gate
-from warmstart.ingest import ingest
-from warmstart.report import COLORS
+from warmstart.gate.policy import gate
+from warmstart.gate.report import COLORS
+from warmstart.ingest.dataset import ingest
 
 CHROMIUM = shutil.which("chromium")
 # What a sandboxed root process on a closed network needs (see the machine notes): no sandbox, no GPU,

@@ -9,9 +9,9 @@ from conftest import synthetic_rows, tiny_config, write_csv
 
 from warmstart.artifacts import SCREENING_FILE, load_manifest
 from warmstart.errors import ModelError
-from warmstart.fetch import fetch
-from warmstart.ingest import ingest
-from warmstart.screen import fetch_best
+from warmstart.fetch_model.screen import fetch_best
+from warmstart.fetch_model.sources import fetch
+from warmstart.ingest.dataset import ingest
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,8 @@ def test_registry_sources_fetch_the_champion_latest_or_a_version(
     from test_registry import make_run_outputs
 
     from warmstart.config import Config
-    from warmstart.registry import Registry, register
+    from warmstart.register.publish import register
+    from warmstart.registry import Registry
 
     uri = str(tmp_path / "registry")
     cfg = Config.from_dict({"registry": {"uri": uri, "name": "reviews"}})

@@ -9,8 +9,8 @@ from conftest import S3_SECRET_KEY, run_warmstart, synthetic_rows, write_csv
 
 from warmstart.config import DataConfig, ModelConfig
 from warmstart.errors import DataError, ModelError
-from warmstart.fetch import fetch_model
-from warmstart.ingest import ingest
+from warmstart.fetch_model.sources import fetch_model
+from warmstart.ingest.dataset import ingest
 from warmstart.storage import StorageError, fetch_file, s3_client, split_s3, upload_s3_file
 
 

@@ -10,9 +10,9 @@ from conftest import stage_inputs, tiny_config
 from safetensors import safe_open
 
 from warmstart.config import TrainConfig
-from warmstart.finetune import build_model, build_model_from_dir, predict_test_split
-from warmstart.launch import finetune
-from warmstart.strategies import prepare
+from warmstart.finetune.launch import finetune
+from warmstart.finetune.strategies import prepare
+from warmstart.finetune.train import build_model, build_model_from_dir, predict_test_split
 
 
 @pytest.fixture

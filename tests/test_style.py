@@ -104,3 +104,17 @@ def test_the_readme_is_a_front_page_and_every_link_in_the_docs_resolves():
                 assert (page.parent / target).exists(), (
                     f"{page.relative_to(ROOT)} links to {target}, which is missing"
                 )
+
+
+def test_every_stage_has_a_package_or_module_named_after_its_component_and_the_library_never_imports_the_app():
+    package = ROOT / "src" / "warmstart"
+    for stage in ("ingest", "fetch_model", "finetune", "evaluate_champion", "gate", "register"):
+        assert (package / stage).is_dir() or (package / f"{stage}.py").is_file(), stage
+        assert (ROOT / "components" / f"{stage}.py").is_file(), f"the component of {stage}"
+    graph = import_graph(package)
+    application = {name for name in graph if name.startswith("warmstart.app")}
+    for name, imported in graph.items():
+        if name not in application and name != "warmstart.__main__":
+            assert not imported & application, (
+                f"{name} imports the application layer: {imported & application}"
+            )

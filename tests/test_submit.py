@@ -13,7 +13,7 @@ import pytest
 from conftest import run_warmstart
 from kfp_standin import StandIn
 
-from warmstart.submit import KubeflowError, check_cron
+from warmstart.app.submit import KubeflowError, check_cron
 
 S3_ARGS = ["--set", "registry.uri=s3://ml/registry", "--set", "data.source=s3://ml/data/reviews.csv"]
 
@@ -130,8 +130,8 @@ def test_cron_check_accepts_what_robfig_cron_reads():
 
 
 def test_runs_lists_each_runs_outcome_from_its_tasks(kfp_api):
+    from warmstart.app.submit import Kubeflow
     from warmstart.config import load_config
-    from warmstart.submit import Kubeflow
 
     cfg = load_config(None, S3_ARGS[1::2])
     kubeflow = Kubeflow(kfp_api.url)

@@ -23,9 +23,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from conftest import S3_ACCESS_KEY, S3_SECRET_KEY, stage_inputs, tiny_config, with_train
 
-import warmstart.trainjob as trainjob
+import warmstart.finetune.trainjob as trainjob
 from warmstart.errors import ConfigError, ModelError
-from warmstart.launch import finetune
+from warmstart.finetune.launch import finetune
 
 JOBS = re.compile(r"^/apis/trainer\.kubeflow\.org/v1alpha1/namespaces/([^/]+)/trainjobs(?:/([^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+)/log)?$")

@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 
+from warmstart.fetch_model.transferability import logme, logme_reference, mean_pooled_features
 from warmstart.storage import resolve_local
-from warmstart.transferability import logme, logme_reference, mean_pooled_features
 
 
 @pytest.mark.parametrize(("n", "d", "classes"), [(80, 6, 2), (300, 24, 3), (8, 12, 2)])
@@ -45,7 +45,7 @@ def test_the_direct_evidence_is_the_gaussian_marginal_likelihood():
     """y ~ N(0, I/beta + F F^T/alpha) once w is integrated out: the formula the reference maximises."""
     from scipy.stats import multivariate_normal
 
-    from warmstart.transferability import log_evidence
+    from warmstart.fetch_model.transferability import log_evidence
 
     rng = np.random.default_rng(2)
     features, y = rng.normal(size=(30, 5)), rng.integers(0, 2, 30).astype(float)

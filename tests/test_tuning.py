@@ -8,8 +8,8 @@ import pytest
 from conftest import FILLER, stage_inputs, tiny_config, write_csv
 
 from warmstart.config import Config
-from warmstart.launch import finetune
-from warmstart.tuning import (
+from warmstart.finetune.launch import finetune
+from warmstart.finetune.tuning import (
     edge_warning,
     grid,
     middle,
@@ -212,7 +212,7 @@ def test_a_search_killed_after_a_checkpoint_resumes_and_ends_as_if_never_killed(
 ):
     """Three scratch rates, one rung: the task dies right after its first checkpoint is stored; the
     restarted task finds every trial where it was and ends with the same choice, model and curve."""
-    from warmstart.checkpoints import Checkpoints
+    from warmstart.finetune.checkpoints import Checkpoints
 
     cfg = tiny_config(
         synthetic_csv,

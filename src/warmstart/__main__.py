@@ -9,6 +9,6 @@ import sys
 # script never has the working directory on sys.path; this makes `python -m` behave the same.
 sys.path[:] = [entry for entry in sys.path if entry not in ("", os.getcwd())]
 
-from warmstart.cli import main  # noqa: E402
+from warmstart.app.cli import main  # noqa: E402
 
 main()

@@ -273,7 +273,7 @@ class PlacementConfig(_Section):
 
 
 class TuneConfig(_Section):
-    """The learning-rate search each arm gets, on the same step budget (see warmstart.tuning)."""
+    """The learning-rate search each arm gets, on the same step budget (see warmstart.finetune.tuning)."""
 
     enabled: bool = Field(
         True,

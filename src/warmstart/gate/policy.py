@@ -36,10 +36,9 @@ from warmstart.artifacts import (
 )
 from warmstart.config import GateConfig
 from warmstart.errors import WarmstartError
-from warmstart.metrics import all_metrics
-from warmstart.metrics import metric as metric_value
-from warmstart.report_text import report_markdown
-from warmstart.stats import (
+from warmstart.finetune.tuning import edge_warning, middle, ranking
+from warmstart.gate.report_text import report_markdown
+from warmstart.gate.stats import (
     curve_intervals,
     curve_tests,
     finding,
@@ -50,7 +49,8 @@ from warmstart.stats import (
     paired_bootstrap,
     rows_to_match,
 )
-from warmstart.tuning import edge_warning, middle, ranking
+from warmstart.metrics import all_metrics
+from warmstart.metrics import metric as metric_value
 
 PROBE_START = "start (linear probe on frozen features)"
 
@@ -202,7 +202,7 @@ def _fraction(summary: dict[str, Any]) -> float:
 
 def finalists(runs: list[Evaluation], metric: str) -> dict[tuple[int, float], Evaluation]:
     """Per (seed, data fraction), the run with the best final validation metric (ties as in
-    warmstart.tuning.ranking): when an arm's tuning grid was split over several tasks
+    warmstart.finetune.tuning.ranking): when an arm's tuning grid was split over several tasks
     (tune.parallel_trials), each brought its own best rate, and the best of those is the arm's."""
     slots: dict[tuple[int, float], list[Evaluation]] = {}
     for run in runs:
@@ -357,7 +357,7 @@ def gate(
     fetch_model's pre-screen of the candidates and its linear probe of the start.
     """
     from warmstart.artifacts import load_card, load_screening
-    from warmstart.report import write_report
+    from warmstart.gate.report import write_report
 
     arms = load_arms(pretrained_dirs, scratch_dirs)
     pairs = paired_runs(arms, metric=cfg.metric)

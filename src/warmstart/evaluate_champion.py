@@ -14,7 +14,7 @@ from typing import Any
 
 from warmstart.artifacts import SUMMARY_FILE, load_card, write_predictions
 from warmstart.config import Config
-from warmstart.finetune import build_model_from_dir, predict_test_split
+from warmstart.finetune.train import build_model_from_dir, predict_test_split
 from warmstart.metrics import all_metrics
 from warmstart.registry import Registry
 

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from warmstart.checkpoints import arm_run
 from warmstart.config import Config
 from warmstart.errors import ConfigError, ModelError
+from warmstart.finetune.checkpoints import arm_run
 from warmstart.storage import fetch_tree, open_store, put_tree, scheme_of
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
@@ -200,7 +200,7 @@ def finetune_on_trainer(
     """Run one arm (its search over `learning_rates`, on `fraction` of the rows) as a multi-node TrainJob
     and copy its outputs into this step's output paths."""
     from warmstart.artifacts import SUMMARY_FILE, load_card, load_manifest
-    from warmstart.finetune import run_arguments
+    from warmstart.finetune.train import run_arguments
 
     root = cfg.checkpoint_root()
     if scheme_of(root) != "s3":

@@ -118,7 +118,7 @@ def _print_search(summary: dict) -> None:
 
 def _print_curves(summary: dict) -> None:
     """The transfer tests on the learning curves, the data efficiency and where scratch caught up."""
-    from warmstart.report_text import efficiency_sentence, match_sentence
+    from warmstart.gate.report_text import efficiency_sentence, match_sentence
 
     labels = {"start": "start (linear probe)", "slope": "area under curve", "asymptote": "asymptote"}
     curves = "; ".join(
@@ -181,8 +181,8 @@ def run(
     ] = False,
 ) -> None:
     """Run the whole pipeline on this machine through kfp.local. With no config: the SST-2 demo."""
+    from warmstart.app.local_run import run_local, write_summary
     from warmstart.config import load_config
-    from warmstart.local_run import run_local, write_summary
 
     try:
         cfg = load_config(config, set_)
@@ -204,7 +204,7 @@ def report(
     """Open a gate report in the web browser (or print where it is when there is none)."""
     import webbrowser
 
-    from warmstart.report import find_report
+    from warmstart.gate.report import find_report
 
     try:
         found = find_report(path)
@@ -267,8 +267,8 @@ CaCertOption = Annotated[
 
 def _connect(config, set_, host, namespace, ca_cert):
     """The config (checked for a cluster) and the backend."""
+    from warmstart.app.submit import Kubeflow
     from warmstart.config import check_for_cluster, load_config
-    from warmstart.submit import Kubeflow
 
     try:
         cfg = load_config(config, set_)
@@ -347,8 +347,8 @@ def schedule(
 ) -> None:
     """Create a recurring run: one run at a time, no catch-up of missed runs. Each run trains only when
     the data, the pretrained source or the training settings changed since the champion."""
+    from warmstart.app.submit import check_cron
     from warmstart.components import DEFAULT_IMAGE
-    from warmstart.submit import check_cron
 
     try:
         check_cron(cron)
@@ -381,7 +381,7 @@ def runs(
 ) -> None:
     """The newest runs on Kubeflow Pipelines with what each came to: registered, did not pass, skipped
     because nothing changed, failed (at which task), or running."""
-    from warmstart.submit import Kubeflow
+    from warmstart.app.submit import Kubeflow
 
     try:
         found = Kubeflow(host, namespace, str(ca_cert) if ca_cert else None).runs(experiment or None, limit)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from warmstart.gate.stats import CURVE_TESTS
 from warmstart.metrics import METRICS
-from warmstart.stats import CURVE_TESTS
 
 
 def results_table(result: dict[str, Any]) -> str:

@@ -1,5 +1,5 @@
 """Where one arm trains, chosen in one place: in this process, in `train.nproc_per_node` torchrun workers
-on this node, or on `train.num_nodes` nodes through a Kubeflow Trainer TrainJob (warmstart.trainjob).
+on this node, or on `train.num_nodes` nodes through a Kubeflow Trainer TrainJob (warmstart.finetune.trainjob).
 Each runs warmstart.finetune's training, the workers through `python -m warmstart.finetune`; the
 training never comes back here. The finetune step calls `finetune`.
 """
@@ -17,9 +17,9 @@ from typing import Any
 from warmstart.artifacts import SUMMARY_FILE
 from warmstart.config import Config
 from warmstart.errors import ModelError
-from warmstart.finetune import INITS, TRAINER_DIR_ENV, Init, run_arguments, train
+from warmstart.finetune.train import INITS, TRAINER_DIR_ENV, Init, run_arguments, train
+from warmstart.finetune.tuning import grid
 from warmstart.stage import ERROR_FILE_ENV
-from warmstart.tuning import grid
 
 
 def finetune(
@@ -40,7 +40,7 @@ def finetune(
     rates = sorted(float(rate) for rate in learning_rates) if learning_rates else grid(cfg, init)
     paths = (Path(dataset_dir), Path(base_model_dir), Path(model_dir), Path(evaluation_dir))
     if cfg.train.num_nodes > 1:
-        from warmstart.trainjob import finetune_on_trainer
+        from warmstart.finetune.trainjob import finetune_on_trainer
 
         return finetune_on_trainer(cfg, init, *paths, rates, fraction)
     if cfg.train.nproc_per_node > 1:

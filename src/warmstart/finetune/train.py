@@ -32,16 +32,16 @@ from warmstart.artifacts import (
     write_predictions,
     write_validation_predictions,
 )
-from warmstart.checkpoints import Checkpoints, arm_run
 from warmstart.config import Config
 from warmstart.errors import ModelError
+from warmstart.finetune.checkpoints import Checkpoints, arm_run
+from warmstart.finetune.strategies import classification_layer, finished, prepare
+from warmstart.finetune.tuning import RANK_RULE, grid, middle, ranking, rungs, survivors
 from warmstart.inputs import Inputs, auto_model, build_classifier, inputs_for
 from warmstart.metrics import all_metrics
 from warmstart.precision import native_bf16, resolve_precision
 from warmstart.stage import CPU_THREADS_ENV, user_errors
 from warmstart.storage import sha256_file
-from warmstart.strategies import classification_layer, finished, prepare
-from warmstart.tuning import RANK_RULE, grid, middle, ranking, rungs, survivors
 
 Init = Literal["pretrained", "scratch"]
 INITS: tuple[Init, ...] = ("pretrained", "scratch")
@@ -339,9 +339,9 @@ def train(
     fraction: float = 1.0,
 ) -> dict[str, Any]:
     """Train one arm in this process (alone, or as one torchrun worker) and write its model, test
-    predictions, learning curve and summary. Where the training runs is warmstart.launch's choice.
+    predictions, learning curve and summary. Where the training runs is warmstart.finetune.launch's choice.
 
-    The arm tries `learning_rates` (default: its whole tuning grid, warmstart.tuning) by successive
+    The arm tries `learning_rates` (default: its whole tuning grid, warmstart.finetune.tuning) by successive
     halving on the validation split and keeps the best; `fraction` < 1 trains on that share of the
     training split (nested, stratified), on the same step budget. Under torchrun the first worker
     writes the outputs.
@@ -992,7 +992,3 @@ def main(argv: list[str] | None = None) -> None:
         for name in ("model", "evaluation"):
             if summary and scheme_of(getattr(options, name)) == "s3":
                 put_tree(local[name], getattr(options, name))
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,7 @@
 when there are several: the Multi-Bootstrap), intervals of one arm's metric, the floor a model that
 learned nothing scores, McNemar's exact test, and the learning-curve tests (start, slope, asymptote)
 with their bootstrap intervals. Pure functions of predictions and labels; the gate's policy
-(warmstart.gate) and both reports (warmstart.report_text, warmstart.report) build on them.
+(warmstart.gate.policy) and both reports (warmstart.gate.report_text, warmstart.gate.report) build on them.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def linear_probe(
     predictions of both probes to `output_dir`. `train_features` ({pretrained, random_init}) are the
     pre-screen's features of the same training rows, when it computed them."""
     from warmstart.artifacts import load_card
-    from warmstart.transferability import features_of_splits
+    from warmstart.fetch_model.transferability import features_of_splits
 
     dataset_dir, base_model_dir = Path(dataset_dir), Path(base_model_dir)
     started = time.perf_counter()

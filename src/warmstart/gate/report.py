@@ -17,14 +17,14 @@ from typing import Any
 
 from warmstart.artifacts import HTML_FILE
 from warmstart.errors import WarmstartError
-from warmstart.report_text import (
+from warmstart.gate.report_text import (
     chosen_rates,
     efficiency_sentence,
     interval_text,
     match_sentence,
     tuning_cost,
 )
-from warmstart.stats import CURVE_TESTS, aligned_curves
+from warmstart.gate.stats import CURVE_TESTS, aligned_curves
 
 # One colour per arm, everywhere.
 COLORS = {"pretrained": "#1f66b3", "scratch": "#e07b00", "champion": "#6a3d9a"}

@@ -2,7 +2,7 @@
 
 With `model.candidates` set, fetch_model scores `model.source` and every candidate on (a sample of)
 the training split: each model's encoder runs once, frozen, its last hidden states are mean-pooled
-per row, and LogME (You, Liu, Wang & Long, ICML 2021; see warmstart.transferability) measures how
+per row, and LogME (You, Liu, Wang & Long, ICML 2021; see warmstart.fetch_model.transferability) measures how
 well those features explain the labels. The same architecture as `model.source` with random
 weights is scored too: a floor that says how much of a score any network of that shape would get.
 The best-scoring pretrained candidate is fetched as the base model; the ranking goes to the gate's
@@ -23,8 +23,8 @@ import numpy as np
 
 from warmstart.artifacts import SCREENING_FILE, load_manifest
 from warmstart.config import Config
-from warmstart.fetch import fetch
-from warmstart.probe import feature_precision, split_rows
+from warmstart.fetch_model.probe import feature_precision, split_rows
+from warmstart.fetch_model.sources import fetch
 
 RANDOM_INIT = "random init"
 METHOD = "LogME (You et al., ICML 2021) on mean-pooled frozen features of the training split"
@@ -41,7 +41,7 @@ def _score(
     seed: int = 0,
     precision: str = "fp32",
 ) -> tuple[float, float, np.ndarray]:
-    from warmstart.transferability import logme, mean_pooled_features
+    from warmstart.fetch_model.transferability import logme, mean_pooled_features
 
     started = time.perf_counter()
     features = mean_pooled_features(
