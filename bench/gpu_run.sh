@@ -40,7 +40,7 @@ fi
 out=${1:-$([ ${#smoke[@]} = 0 ] && echo bench/results || mktemp -d /tmp/warmstart-gpu-smoke.XXXXXX)}
 mkdir -p "$out"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-python3 -m pytest -m gpu tests/test_gpu.py -p no:cacheprovider 2>&1 | tee "$out/pytest_gpu.log"
+python3 -m pytest -m gpu tests/finetune/test_gpu.py -p no:cacheprovider 2>&1 | tee "$out/pytest_gpu.log"
 tests=${PIPESTATUS[0]}
 python3 bench/gpu_throughput.py --out "$out" --budget-s "$budget" "${smoke[@]}" 2>&1 | tee "$out/gpu_throughput.log"
 bench=${PIPESTATUS[0]}
