@@ -17,8 +17,7 @@ from typing import Any
 from warmstart.artifacts import SUMMARY_FILE
 from warmstart.config import Config
 from warmstart.errors import ModelError
-from warmstart.finetune.train import INITS, TRAINER_DIR_ENV, Init, run_arguments, train
-from warmstart.finetune.tuning import grid
+from warmstart.finetune.train import TRAINER_DIR_ENV, Init, arm_rates, run_arguments, train
 from warmstart.stage import ERROR_FILE_ENV
 
 
@@ -35,9 +34,7 @@ def finetune(
     """Train one arm where the config says and return its summary (see warmstart.finetune.train for
     what it trains and writes): with `train.num_nodes` > 1 a TrainJob, with `train.nproc_per_node` > 1
     torchrun on this node, else this process."""
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    rates = sorted(float(rate) for rate in learning_rates) if learning_rates else grid(cfg, init)
+    rates = arm_rates(cfg, init, learning_rates)
     paths = (Path(dataset_dir), Path(base_model_dir), Path(model_dir), Path(evaluation_dir))
     if cfg.train.num_nodes > 1:
         from warmstart.finetune.trainjob import finetune_on_trainer

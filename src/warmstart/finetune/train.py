@@ -328,6 +328,13 @@ def _trainer_class(batch_rows: int):
     return SeededTrainer
 
 
+def arm_rates(cfg: Config, init: Init, learning_rates: list[float] | None) -> list[float]:
+    """The rates an arm searches: `learning_rates` in order, or by default its whole tuning grid."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    return sorted(float(rate) for rate in learning_rates) if learning_rates else grid(cfg, init)
+
+
 def train(
     cfg: Config,
     init: Init,
@@ -346,9 +353,7 @@ def train(
     training split (nested, stratified), on the same step budget. Under torchrun the first worker
     writes the outputs.
     """
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    rates = sorted(float(rate) for rate in learning_rates) if learning_rates else grid(cfg, init)
+    rates = arm_rates(cfg, init, learning_rates)
     paths = (Path(dataset_dir), Path(base_model_dir), Path(model_dir), Path(evaluation_dir))
     if "LOCAL_RANK" in os.environ:  # a torchrun worker: the processes of a node share one directory
         shared = os.environ.get(TRAINER_DIR_ENV) or Path(tempfile.gettempdir()) / (
