@@ -171,7 +171,10 @@ def one_logger_for_all_tasks() -> Iterator[None]:
     lost. For the block, the swap happens once, for the first task in, and is undone by the last out."""
     from kfp.local import logging_utils
 
-    original, lock = logging_utils.local_logger_context, threading.Lock()
+    original, lock = getattr(logging_utils, "local_logger_context", None), threading.Lock()
+    if original is None:  # a kfp.local that no longer swaps handlers per task: nothing to guard
+        yield
+        return
     state: dict[str, Any] = {"depth": 0, "context": None}
 
     @contextlib.contextmanager
