@@ -28,9 +28,7 @@ def register(
     with user_errors("register"):
         record = publish(
             Config.from_dict(config),
-            # Every finetune task's model: the scratch arm's are left out by their metadata (the
-            # registry would also refuse them, as not the model the gate judged).
-            [model.path for model in models if model.metadata.get("init", "pretrained") == "pretrained"],
+            [model.path for model in models],
             gate_result.path,
             dataset.path,
             base_model.path,

@@ -96,9 +96,7 @@ def load_probe(directory: str | Path | None) -> tuple[dict[str, Any], pa.Table] 
 
 def load_evaluation(evaluation_dir: str | Path) -> tuple[dict[str, Any], pa.Table]:
     """A finetune (or champion) evaluation: its summary and its test predictions."""
-    evaluation_dir = Path(evaluation_dir)
-    summary = json.loads((evaluation_dir / SUMMARY_FILE).read_text())
-    return summary, pq.read_table(evaluation_dir / PREDICTIONS_FILE)
+    return load_summary(evaluation_dir), pq.read_table(Path(evaluation_dir) / PREDICTIONS_FILE)
 
 
 def load_summary(evaluation_dir: str | Path) -> dict[str, Any]:

@@ -30,7 +30,8 @@ def test_the_console_shows_why_a_run_trains_once(tmp_path):
 
 def test_the_log_keeps_whole_lines_when_two_tasks_print_at_once(tmp_path):
     """Two finetune tasks train side by side under `warmstart run`, and kfp.local streams each from a
-    thread of its own, a line often in two writes (print's text, then its end): no line may be torn."""
+    thread of its own, a line often in two writes (print's text, then its end). Here both threads have
+    written their text before either writes its end, every time: no line may be torn."""
     import io
     import threading
 
@@ -38,13 +39,14 @@ def test_the_log_keeps_whole_lines_when_two_tasks_print_at_once(tmp_path):
 
     console = io.StringIO()
     progress = ProgressLog(tmp_path / "run.log", console, verbose=False)
-    start = threading.Barrier(2)
+    step_together = threading.Barrier(2)
 
     def task(arm: str) -> None:
-        start.wait()
-        for step in range(300):
-            progress.write(f"finetune[{arm} seed 0 lr 5e-05] step {step}/300")
+        for step in range(50):
+            progress.write(f"finetune[{arm} seed 0 lr 5e-05] step {step}/50")
+            step_together.wait()  # both texts pending, neither line ended
             progress.write("\n")
+            step_together.wait()
 
     threads = [threading.Thread(target=task, args=(arm,)) for arm in ("pretrained", "scratch")]
     for thread in threads:
@@ -54,10 +56,10 @@ def test_the_log_keeps_whole_lines_when_two_tasks_print_at_once(tmp_path):
     progress.close()
     for text in (console.getvalue(), (tmp_path / "run.log").read_text()):
         lines = text.splitlines()
-        assert len(lines) == 600
+        assert len(lines) == 100
         for arm in ("pretrained", "scratch"):
             mine = [line for line in lines if line.startswith(f"finetune[{arm} ")]
-            assert mine == [f"finetune[{arm} seed 0 lr 5e-05] step {step}/300" for step in range(300)]
+            assert mine == [f"finetune[{arm} seed 0 lr 5e-05] step {step}/50" for step in range(50)]
 
 
 def test_warmstart_run_trains_the_two_arms_side_by_side_on_a_cpu(monkeypatch):

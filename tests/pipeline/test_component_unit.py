@@ -198,7 +198,9 @@ def test_register_publishes_the_pretrained_model_the_gate_judged_then_ingest_ski
         config=config,
         run_id="unit",
         pipeline_job="unit-job",
-        models=[model for _, model, _, _ in trained],  # both arms' models: the scratch one is left out
+        models=[
+            model for _, model, _, _ in trained
+        ],  # both arms' models: the judged one is found by its weights
         gate_result=outputs["result"],
         dataset=dataset,
         base_model=base,

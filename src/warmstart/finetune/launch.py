@@ -6,7 +6,6 @@ training never comes back here. The finetune step calls `finetune`.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from warmstart.artifacts import SUMMARY_FILE
+from warmstart.artifacts import load_summary
 from warmstart.config import Config
 from warmstart.errors import ModelError
 from warmstart.finetune.train import TRAINER_DIR_ENV, Init, arm_rates, run_arguments, train
@@ -88,4 +87,4 @@ def _torchrun(
                     sys.stderr.write(stderr.read()[-20_000:])
                     reason = "a worker failed (its log is above)"
                 raise ModelError(f"torchrun with {cfg.train.nproc_per_node} processes failed: {reason}")
-    return json.loads((evaluation_dir / SUMMARY_FILE).read_text())
+    return load_summary(evaluation_dir)

@@ -15,7 +15,6 @@ never as values.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -199,7 +198,7 @@ def finetune_on_trainer(
 ) -> dict[str, Any]:
     """Run one arm (its search over `learning_rates`, on `fraction` of the rows) as a multi-node TrainJob
     and copy its outputs into this step's output paths."""
-    from warmstart.artifacts import SUMMARY_FILE, load_card, load_manifest
+    from warmstart.artifacts import load_card, load_manifest, load_summary
     from warmstart.finetune.train import run_arguments
 
     root = cfg.checkpoint_root()
@@ -234,4 +233,4 @@ def finetune_on_trainer(
     fetch_tree(store.uri("outputs/evaluation"), evaluation_dir)
     store.delete("inputs")
     store.delete("outputs")
-    return json.loads((evaluation_dir / SUMMARY_FILE).read_text())
+    return load_summary(evaluation_dir)

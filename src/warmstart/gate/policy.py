@@ -30,8 +30,8 @@ import numpy as np
 from warmstart.artifacts import (
     REPORT_FILE,
     RESULT_FILE,
-    SUMMARY_FILE,
     load_evaluation,
+    load_summary,
     load_validation_predictions,
 )
 from warmstart.config import GateConfig
@@ -100,7 +100,7 @@ def compare_champion(
     """Challenger − champion on the same test rows, with its CI; None when there is no champion."""
     if champion_dir is None:
         return None
-    summary = json.loads((Path(champion_dir) / SUMMARY_FILE).read_text())
+    summary = load_summary(champion_dir)
     if summary.get("version") is None:
         return None
     found = {"version": summary["version"], "comparable": summary["comparable"], "reason": summary["reason"]}
@@ -228,7 +228,7 @@ def split_arms(evaluation_dirs: list[str | Path]) -> tuple[list[Path], list[Path
     from the init its summary names."""
     arms: dict[str, list[Path]] = {"pretrained": [], "scratch": []}
     for directory in _directories(list(evaluation_dirs)):
-        init = load_evaluation(directory)[0]["init"]
+        init = load_summary(directory)["init"]  # the summary alone: the predictions are read once, later
         if init not in arms:
             raise WarmstartError(
                 f"{directory} is an evaluation of init={init!r}, neither pretrained nor scratch"

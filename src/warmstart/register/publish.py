@@ -22,8 +22,8 @@ from warmstart.storage import sha256_file
 def check_blessing(gate_result: dict[str, Any], model_dirs: list[Path]) -> tuple[Path, str]:
     """Refuse unless the gate passed for one of these models; returns that model and its sha256.
 
-    With several training seeds the gate names the one run it chose; `model_dirs` are the
-    pretrained arm's outputs, one per seed, and the chosen one is found by its weights.
+    The gate names the one run it chose; `model_dirs` are finetune outputs (every task's, of either
+    arm and every seed, as the pipeline collects them), and the chosen one is found by its weights.
     """
     if not gate_result.get("passed") or gate_result.get("verdict") != "positive":
         raise RegistrationRefused(
