@@ -96,9 +96,13 @@ def test_image_data_mistakes_get_one_clear_error(tmp_path, image_folder):
     )
     with pytest.raises(
         DataError,
-        match=r"row 2: image '.*missing/photo.png': .* does not exist.*the row says 'missing/photo.png'; relative paths are read from the data file's folder",
+        match=r"line 2: image '.*missing/photo.png': .* does not exist.*the row says 'missing/photo.png'; relative paths are read from the data file's folder",
     ):
         ingest(DataConfig(source=str(index), image_column="file", label_column="y"), tmp_path / "a")
+    table = tmp_path / "index.csv"  # the header is line 1, as an editor shows it
+    table.write_text(f"file,y\n{image_folder / 'vertical' / '000.jpg'},v\n\nmissing/photo.png,h\n")
+    with pytest.raises(DataError, match=r"index.csv', line 4: image '.*missing/photo.png'"):
+        ingest(DataConfig(source=str(table), image_column="file", label_column="y"), tmp_path / "b")
     pq.write_table(pa.table({"img": [1, 2], "y": ["a", "b"]}), tmp_path / "numbers.parquet")
     with pytest.raises(DataError, match="holds int64; it needs image file paths"):
         ingest(

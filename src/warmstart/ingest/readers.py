@@ -8,6 +8,8 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
+import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -157,7 +159,7 @@ def _image_info(data: bytes | None) -> tuple[str, int, int] | None:
 
 
 def _images_from_column(
-    column: pa.ChunkedArray, base: str, uri: str, what: str, scratch: Path
+    column: pa.ChunkedArray, base: str, uri: str, what: str, scratch: Path, place: Any = None
 ) -> tuple[list[str], list[bytes | None]]:
     """Each row's name and encoded image: bytes as they are; paths read relative to `base` (the data
     file's folder), absolute, or as s3:// and http(s):// URIs; {bytes, path} structs either way."""
@@ -183,11 +185,12 @@ def _images_from_column(
         if not isinstance(value, str) or not value.strip():
             images.append(value or None)
             continue
-        images.append(_read_image_file(value.strip(), base, uri, what, row, scratch))
+        where = place(row) if place else f"row {row}"
+        images.append(_read_image_file(value.strip(), base, uri, what, where, scratch))
     return names, images
 
 
-def _read_image_file(value: str, base: str, uri: str, what: str, row: int, scratch: Path) -> bytes:
+def _read_image_file(value: str, base: str, uri: str, what: str, where: str, scratch: Path) -> bytes:
     if scheme_of(value) in ("s3", "http", "https", "file"):
         location = value
     elif Path(value).is_absolute():
@@ -201,7 +204,7 @@ def _read_image_file(value: str, base: str, uri: str, what: str, row: int, scrat
     except WarmstartError as err:
         relative = location != value
         raise DataError(
-            f"{what} '{uri}', row {row}: {err}"
+            f"{what} '{uri}', {where}: {err}"
             + (
                 f" (the row says '{value}'; relative paths are read from the data file's folder)"
                 if relative
@@ -261,7 +264,8 @@ def _read_local_table(
         remote = scheme_of(uri) in ("s3", "http", "https")
         base = uri.rsplit("/", 1)[0] if remote else str(folder)
         column = pa.chunked_array(contents, schema.field(content_column).type)
-        names, images = _images_from_column(column, base, uri, what, scratch)
+        place = None if fmt == "parquet" else (lambda row: _line_of_row(path, fmt, row))
+        names, images = _images_from_column(column, base, uri, what, scratch, place)
         return _image_frame(names, images, label.to_pylist()), fmt
     return pa.table({"key": pa.chunked_array(contents, pa.string()), "label": label}), fmt
 
@@ -311,7 +315,10 @@ def _unreadable_as_data_error(
             _check_utf8(path, uri, what)  # a parser's complaint about bytes is better said as where they are
             if bad_rows:
                 raise DataError(_bad_row(bad_rows[0], path, uri, what, fmt)) from None
-        reason = str(err).splitlines()[0]
+            if fmt == "jsonl" and (bad := _bad_json_line(path, uri, what)):
+                raise DataError(bad) from None
+        # pyarrow counts JSON rows from 0 within a block, which is no line a person can find.
+        reason = re.sub(r" in row \d+$", "", str(err).splitlines()[0])
         if len(reason) > 200:
             reason = reason[:200] + "…"
         raise DataError(
@@ -395,6 +402,74 @@ def _bad_row(row: Any, path: Path, uri: str, what: str, fmt: str) -> str:
         f"{what} '{uri}', {line}: {row.actual_columns} fields where the header has {row.expected_columns} "
         f"({shown!r}); {cause}"
     )
+
+
+def _bad_json_line(path: Path, uri: str, what: str) -> str | None:
+    """What is wrong with the first line of a JSON Lines file that pyarrow cannot read, said with the
+    line's number as an editor shows it: not JSON, not an object, or a field whose kind of value
+    changes from the lines above (text, then a number). None when no line is at fault."""
+    kinds: dict[str, tuple[str, int]] = {}
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            shown = line.strip()[:80]
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                return (
+                    f"{what} '{uri}', line {number}: not valid JSON ({err.msg}, column {err.colno}): "
+                    f"{shown!r}; fix or remove the line"
+                )
+            if not isinstance(value, dict):
+                return (
+                    f"{what} '{uri}', line {number}: a JSON {_json_kind(value)}, where each line must be one "
+                    f'object such as {{"text": "...", "label": "..."}}: {shown!r}'
+                )
+            for key, field in value.items():
+                if field is None:
+                    continue
+                first = kinds.setdefault(key, (_json_kind(field), number))
+                if first[0] != _json_kind(field):
+                    return (
+                        f"{what} '{uri}', line {number}: '{key}' is a {_json_kind(field)} where line {first[1]} "
+                        f"has a {first[0]}; give every line's '{key}' the same kind of value (quote numbers "
+                        f"meant as labels)"
+                    )
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _line_of_row(path: Path, fmt: str, row: int) -> str:
+    """'line N': where data row `row` (1-based, after the header) starts in a CSV, TSV or JSON Lines
+    file, as an editor numbers lines. Empty lines are skipped, as the readers skip them; a CSV field
+    may span lines."""
+    import csv
+
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        if fmt == "csv":
+            reader, seen, start = csv.reader(handle), -1, 1
+            for fields in reader:
+                if fields:
+                    seen += 1  # the header is row 0
+                    if seen == row:
+                        return f"line {start}"
+                start = reader.line_num + 1
+            return f"row {row}"
+        seen = -1 if fmt == "tsv" else 0
+        for number, line in enumerate(handle, start=1):
+            if line.strip("\r\n"):
+                seen += 1
+                if seen == row:
+                    return f"line {number}"
+    return f"row {row}"
 
 
 def _check_utf8(path: Path, uri: str, what: str) -> None:
