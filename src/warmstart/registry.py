@@ -14,6 +14,7 @@ same model content with the same lineage again returns the existing version.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from datetime import datetime, timezone
@@ -108,13 +109,20 @@ class Registry:
     def publish(self, name: str, model_dir: Path, model_card: str, metadata: dict[str, Any]) -> int:
         """Upload the model as a new version and make it visible; returns the version number."""
         number = self._claim_version(name, {"claimed": _now(), "run_id": metadata["lineage"].get("run_id")})
-        for path in sorted(model_dir.iterdir()):
-            if path.is_file() and path.suffix in MODEL_FILE_SUFFIXES:
-                self.store.put_file(self._version_key(name, number, path.name), path)
-        with tempfile.TemporaryDirectory() as scratch:
-            card = Path(scratch) / CARD_FILE
-            card.write_text(model_card, encoding="utf-8")
-            self.store.put_file(self._version_key(name, number, CARD_FILE), card)
+        try:
+            for path in sorted(model_dir.iterdir()):
+                if path.is_file() and path.suffix in MODEL_FILE_SUFFIXES:
+                    self.store.put_file(self._version_key(name, number, path.name), path)
+            with tempfile.TemporaryDirectory() as scratch:
+                card = Path(scratch) / CARD_FILE
+                card.write_text(model_card, encoding="utf-8")
+                self.store.put_file(self._version_key(name, number, CARD_FILE), card)
+        except BaseException:
+            # A failure or an interrupt (Ctrl-C, a pod's SIGTERM) before the version was made visible:
+            # its files go, so nothing half-written stays behind, not even invisibly.
+            with contextlib.suppress(Exception):
+                self.store.delete(self._version_key(name, number))
+            raise
         metadata = {**metadata, "version": number}
         if not self.store.create(
             self._version_key(name, number, METADATA_FILE), json.dumps(metadata, indent=2).encode()

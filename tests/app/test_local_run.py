@@ -1,5 +1,8 @@
 """`warmstart run` on this machine: the console and the log of tasks that print at once, the two arms
-side by side on a CPU, and kfp.local's per-task logger kept for all tasks."""
+side by side on a CPU, kfp.local's per-task logger kept for all tasks, the task processes it starts
+(failures, retries, a stop) and the last line of a failed run."""
+
+import sys
 
 
 def test_the_console_shows_why_a_run_trains_once(tmp_path):
@@ -7,7 +10,7 @@ def test_the_console_shows_why_a_run_trains_once(tmp_path):
     first, and the task lines, reach the console; the log file keeps everything."""
     import io
 
-    from warmstart.app.local_run import ProgressLog
+    from warmstart.app.kfp_local import ProgressLog
 
     console = io.StringIO()
     progress = ProgressLog(tmp_path / "run.log", console, verbose=False)
@@ -35,7 +38,7 @@ def test_the_log_keeps_whole_lines_when_two_tasks_print_at_once(tmp_path):
     import io
     import threading
 
-    from warmstart.app.local_run import ProgressLog
+    from warmstart.app.kfp_local import ProgressLog
 
     console = io.StringIO()
     progress = ProgressLog(tmp_path / "run.log", console, verbose=False)
@@ -85,7 +88,7 @@ def test_two_tasks_at_once_keep_one_logger_until_the_last_ends():
 
     from kfp.local import logging_utils
 
-    from warmstart.app.local_run import one_logger_for_all_tasks
+    from warmstart.app.kfp_local import one_logger_for_all_tasks
 
     root = logging.getLogger()
     before = root.handlers[:]
@@ -99,3 +102,96 @@ def test_two_tasks_at_once_keep_one_logger_until_the_last_ends():
         second.__exit__(None, None, None)
         assert root.handlers == before
     assert logging_utils.local_logger_context.__name__ == "local_logger_context"
+
+
+def task_command(tmp_path, body: str, stage: str = "finetune") -> list[str]:
+    """A task process as kfp.local starts one: a command that names its component."""
+    script = tmp_path / f"{stage}-{abs(hash(body))}.py"
+    script.write_text(body)
+    return [sys.executable, str(script), "--function_to_execute", stage]
+
+
+def test_a_failure_is_kept_until_a_retry_of_the_same_task_succeeds(tmp_path, capsys):
+    from warmstart.app.kfp_local import TaskProcesses
+
+    tasks = TaskProcesses(tmp_path / "records")
+    with tasks.installed():
+        # Fails the first time (leaving its record, as warmstart.stage does), succeeds the second.
+        flaky = task_command(
+            tmp_path,
+            "import json, os, pathlib, sys\n"
+            f"marker = pathlib.Path({str(tmp_path / 'ran')!r})\n"
+            "if not marker.exists():\n"
+            "    marker.touch()\n"
+            "    pathlib.Path(os.environ['WARMSTART_ERROR_FILE']).write_text(json.dumps("
+            "{'stage': 'finetune[scratch]', 'message': 'S3 hiccup', 'kind': 'user'}))\n"
+            "    sys.exit(1)\n"
+            "print('trained')\n",
+        )
+        assert tasks.run(flaky) == 1
+        assert tasks.first_failure().record["message"] == "S3 hiccup"
+        assert tasks.run(flaky) == 0
+        assert tasks.first_failure() is None
+        broken = task_command(tmp_path, "import sys; sys.exit(3)", stage="gate")
+        assert tasks.run(broken) == 3
+    failure = tasks.first_failure()
+    assert (failure.stage, failure.code, failure.record) == ("gate", 3, None)
+    assert "trained" in capsys.readouterr().out
+    assert not (tmp_path / "records").exists()
+
+
+def test_a_stop_ends_running_tasks_starts_no_more_and_cuts_a_retry_wait_short(tmp_path):
+    import signal
+    import threading
+    import time
+
+    from kfp.local.orchestrator import task_executor
+
+    from warmstart.app.kfp_local import INTERRUPTED_CODE, TaskProcesses
+
+    tasks = TaskProcesses(tmp_path / "records", grace=5)
+    codes = []
+    with tasks.installed():
+        worker = threading.Thread(
+            target=lambda: codes.append(tasks.run(task_command(tmp_path, "import time; time.sleep(120)")))
+        )
+        worker.start()
+        while not tasks.started:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        started = time.monotonic()
+        tasks.stop(signal.SIGTERM)
+        worker.join(30)
+        task_executor.time.sleep(60)  # kfp.local's wait before a retry: over at once
+        assert time.monotonic() - started < 10
+        assert codes == [-signal.SIGTERM]
+        assert tasks.interrupted == signal.SIGTERM and tasks.during == ["finetune"]
+        assert tasks.run(task_command(tmp_path, "raise SystemExit(0)", stage="gate")) == INTERRUPTED_CODE
+        assert tasks.started == ["finetune"]
+    assert task_executor.time is time
+
+
+def test_the_last_line_of_a_failed_run_is_the_first_failing_stage_s_own(tmp_path):
+    from warmstart.app.kfp_local import Failure
+    from warmstart.app.local_run import failure_line
+
+    log, err = (
+        tmp_path / "run.log",
+        RuntimeError("\x1b[91mPipeline failed. Inner task failed: 'finetune'\x1b[0m"),
+    )
+    user = {"stage": "ingest", "message": "registry.uri '/x' is a file", "kind": "user"}
+    assert failure_line(Failure("ingest", 1, user, 0.0), err, log) == "ingest: registry.uri '/x' is a file"
+    bug = {"stage": "gate", "message": "KeyError: 'gain'", "kind": "bug"}
+    assert failure_line(Failure("gate", 1, bug, 0.0), err, log) == (
+        f"gate: a bug in warmstart: KeyError: 'gain'; the traceback is in the full log, {log}; please report it"
+    )
+    assert failure_line(Failure("finetune", -9, None, 0.0), err, log).startswith(
+        "finetune was killed by SIGKILL"
+    )
+    assert failure_line(Failure("register", 2, None, 0.0), err, log).startswith(
+        "register ended with exit code 2 without saying why, which is a bug in warmstart"
+    )
+    outside = failure_line(None, err, log)
+    assert "\x1b" not in outside and outside.startswith(
+        "the pipeline failed outside its tasks (Pipeline failed."
+    )

@@ -121,6 +121,32 @@ def test_a_half_written_version_is_invisible(registry_uri, outputs):
     assert register(cfg, **outputs(3))["version"] == 3
 
 
+def test_an_interrupt_during_the_upload_leaves_nothing_of_the_version(registry_uri, outputs, monkeypatch):
+    """SIGTERM (an eviction, or `warmstart run` stopping its tasks) arrives as the second file uploads:
+    the claimed version's files are removed on the way out, so not even an invisible half is left."""
+    from warmstart.stage import Interrupted
+
+    cfg = config(registry_uri)
+    register(cfg, **outputs(1))
+    registry = Registry(registry_uri)
+    upload, uploaded = type(registry.store).put_file, []
+
+    def interrupted_at_the_second_file(self, key, path):
+        if len(uploaded) == 1:
+            raise Interrupted(15)
+        uploaded.append(key)
+        return upload(self, key, path)
+
+    monkeypatch.setattr(type(registry.store), "put_file", interrupted_at_the_second_file)
+    with pytest.raises(Interrupted):
+        register(cfg, **outputs(2))
+    monkeypatch.setattr(type(registry.store), "put_file", upload)
+    # Nothing under version 2 (SeaweedFS, unlike S3, keeps the emptied folder as a prefix).
+    assert uploaded and registry.store.children("reviews/versions/2") == []
+    assert registry.versions("reviews") == [1]
+    assert register(cfg, **outputs(3))["version"] in registry.versions("reviews")
+
+
 def test_the_champion_alias_never_moves_back(registry_uri, outputs):
     cfg = config(registry_uri)
     for salt in (1, 2, 3):

@@ -181,14 +181,26 @@ def run(
     ] = False,
 ) -> None:
     """Run the whole pipeline on this machine through kfp.local. With no config: the SST-2 demo."""
-    from warmstart.app.local_run import run_local, write_summary
-    from warmstart.config import load_config
+    import signal
 
+    from warmstart.app.local_run import RunInterrupted, run_local, write_summary
+    from warmstart.config import load_config
+    from warmstart.stage import INTERRUPT_EXIT, Interrupted, raise_interrupted
+
+    signal.signal(signal.SIGTERM, raise_interrupted)  # until the run's tasks start, when it stops them
     try:
         cfg = load_config(config, set_)
         result = run_local(cfg, workdir, verbose, force)
+    except RunInterrupted as err:
+        _fail(err, code=INTERRUPT_EXIT[err.signum])
     except WarmstartError as err:
         _fail(err, code=2 if isinstance(err, ConfigError) else 1)
+    except (KeyboardInterrupt, Interrupted) as err:
+        signum = signal.SIGTERM if isinstance(err, Interrupted) else signal.SIGINT
+        _fail(
+            WarmstartError("interrupted before any task started; nothing was registered"),
+            INTERRUPT_EXIT[signum],
+        )
     write_summary(result, summary or workdir / "summary.json")
     _print_summary(result)
     console.print(f"summary: {summary or workdir / 'summary.json'}", highlight=False)

@@ -3,77 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-import re
+import signal
 import sys
-import threading
 import time
 import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from warmstart.app.kfp_local import ANSI, Failure, ProgressLog, TaskProcesses, one_logger_for_all_tasks
 from warmstart.artifacts import HTML_FILE, load_result
 from warmstart.config import Config
-from warmstart.errors import WarmstartError
+from warmstart.errors import ConfigError, WarmstartError
 from warmstart.registry import Registry
-from warmstart.stage import CPU_THREADS_ENV, ERROR_FILE_ENV, OUTCOME_FILE_ENV
-from warmstart.storage import s3_client, scheme_of
-
-# Lines of kfp.local's log worth showing a person: task starts and ends, why the run trains, training
-# progress. A stage's own error line, and a skip, are left out: the CLI's last line says them.
-PROGRESS_MARKERS = ("Executing task", "finished with status", "finetune[", "screen: ")
-# ingest's line saying why the run trains; matched at the start, as kfp.local also echoes it inside
-# its printout of ingest's outputs.
-PROGRESS_STARTS = ("training: ", "training (forced): ")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-class ProgressLog(io.TextIOBase):
-    """Stands in for stdout during a run: every line goes to the log file, progress lines to the console.
-
-    Thread-safe by whole lines: kfp.local streams each task's output from a thread of its own, and two
-    finetune tasks run side by side, so each thread's text is held until its line ends."""
-
-    def __init__(self, log_file: Path, console: TextIO, verbose: bool) -> None:
-        self._log = open(log_file, "w", encoding="utf-8")  # closed in close()
-        self._console, self._verbose = console, verbose
-        self._lock, self._pending = threading.Lock(), threading.local()
-
-    def write(self, text: str) -> int:
-        pending = getattr(self._pending, "text", "") + text
-        *lines, self._pending.text = pending.split("\n")
-        if lines:
-            with self._lock:
-                for line in lines:
-                    self._line(line)
-                self._log.flush()
-                self._console.flush()
-        return len(text)
-
-    def _line(self, line: str) -> None:
-        self._log.write(ANSI.sub("", line) + "\n")
-        if self._verbose:
-            self._console.write(line + "\n")
-            return
-        plain = ANSI.sub("", line).strip()
-        if any(marker in plain for marker in PROGRESS_MARKERS) or plain.startswith(PROGRESS_STARTS):
-            self._console.write(plain.split(" - INFO - ")[-1] + "\n")
-
-    def flush(self) -> None:
-        with self._lock:
-            if not self._log.closed:
-                self._log.flush()
-            self._console.flush()
-
-    def close(self) -> None:
-        if getattr(self._pending, "text", ""):
-            self.write("\n")
-        self._log.close()
-        super().close()
+from warmstart.stage import CPU_THREADS_ENV, OUTCOME_FILE_ENV
+from warmstart.storage import open_store, s3_client, scheme_of
 
 
 class PipelineFailed(WarmstartError):
@@ -106,7 +53,9 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
     """Execute the pipeline with kfp.local's SubprocessRunner and return the run summary.
 
     kfp.local's full log goes to WORKDIR/runs/RUN_ID.log; the console gets progress lines only,
-    unless `verbose`. `force` trains even when nothing changed since the champion.
+    unless `verbose`. `force` trains even when nothing changed since the champion. A failure raises
+    PipelineFailed with the first failing stage's sentence; Ctrl-C or SIGTERM stops every task and
+    raises RunInterrupted.
     """
     from kfp import local
 
@@ -115,25 +64,33 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = localize(cfg, workdir)
+    check_machine(cfg)
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    error_file, outcome_file = workdir / f".error-{run_id}", workdir / f".outcome-{run_id}"
+    outcome_file = workdir / f".outcome-{run_id}"
     (workdir / "runs").mkdir(exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "runs"))
     started = time.perf_counter()
     progress_file = workdir / "runs" / f"{run_id}.log"
+    tasks = TaskProcesses(workdir / f".errors-{run_id}")
     trainings, threads = side_by_side()
     # kfp.local's task processes inherit this process's environment, and so does the lookup below.
     with environment(
         {
-            ERROR_FILE_ENV: str(error_file),
             OUTCOME_FILE_ENV: str(outcome_file),
             **({CPU_THREADS_ENV: str(threads)} if threads else {}),
             **cfg.storage.environment(),
         }
     ):
         progress = ProgressLog(progress_file, sys.stdout, verbose)
+        tasks.on_stop = progress.mute  # kfp.local's lines about the tasks it can no longer start: log only
+        failed: RuntimeError | None = None
         try:
-            with contextlib.redirect_stdout(progress), one_logger_for_all_tasks(), warnings.catch_warnings():
+            with (
+                contextlib.redirect_stdout(progress),
+                one_logger_for_all_tasks(),
+                tasks.installed(),
+                warnings.catch_warnings(),
+            ):
                 # kfp.local notes that GPU requests and display names do nothing locally: true, and expected.
                 warnings.filterwarnings(
                     "ignore", message=".*(have no effect in the current local runner|non-Python base image).*"
@@ -141,12 +98,15 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
                 pipeline = build_pipeline(cfg, trainings_at_once=trainings)
                 pipeline(config=cfg.model_dump(), run_id=run_id, force=force)
         except RuntimeError as err:
-            if error_file.is_file():
-                raise PipelineFailed(error_file.read_text(encoding="utf-8")) from None
-            raise PipelineFailed(f"{str(err).splitlines()[0]}; the full log is {progress_file}") from None
+            failed = err
         finally:
             progress.close()
-            error_file.unlink(missing_ok=True)
+        if tasks.interrupted:
+            outcome_file.unlink(missing_ok=True)
+            raise RunInterrupted(interrupted_line(cfg, tasks, run_id), tasks.interrupted) from None
+        if failed:
+            outcome_file.unlink(missing_ok=True)
+            raise PipelineFailed(failure_line(tasks.first_failure(), failed, progress_file)) from None
         seconds = time.perf_counter() - started
         outcome = json.loads(outcome_file.read_text(encoding="utf-8")) if outcome_file.is_file() else {}
         outcome_file.unlink(missing_ok=True)
@@ -163,40 +123,76 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
     return {**summary, "freshness": outcome["ingest"]["status"]}
 
 
-@contextlib.contextmanager
-def one_logger_for_all_tasks() -> Iterator[None]:
-    """kfp.local (2.17) gives each task the root logger's handlers afresh and puts the old ones back when
-    the task ends. Two tasks at once (a ParallelFor's iterations) then undo each other: the one that ends
-    first restores handlers the other still logs through, and its 'finished' line and outputs can be
-    lost. For the block, the swap happens once, for the first task in, and is undone by the last out."""
-    from kfp.local import logging_utils
+def check_machine(cfg: Config) -> None:
+    """What this machine must have for the run, checked before any task starts: a CUDA GPU for
+    fp16, and as many GPUs as train.nproc_per_node asks for when it has GPUs (on a CPU, the
+    processes share the cores through the gloo backend)."""
+    import torch
 
-    original, lock = getattr(logging_utils, "local_logger_context", None), threading.Lock()
-    if original is None:  # a kfp.local that no longer swaps handlers per task: nothing to guard
-        yield
-        return
-    state: dict[str, Any] = {"depth": 0, "context": None}
+    from warmstart.precision import native_bf16, resolve_precision
 
-    @contextlib.contextmanager
-    def shared() -> Iterator[None]:
-        with lock:
-            state["depth"] += 1
-            if state["depth"] == 1:
-                state["context"] = original()
-                state["context"].__enter__()
-        try:
-            yield
-        finally:
-            with lock:
-                state["depth"] -= 1
-                if state["depth"] == 0:
-                    state["context"].__exit__(None, None, None)
+    cuda = torch.cuda.is_available()
+    resolve_precision(cfg.train.precision, cuda, native_bf16(cuda))
+    if cuda and cfg.train.num_nodes == 1 and cfg.train.nproc_per_node > torch.cuda.device_count():
+        raise ConfigError(
+            f"train.nproc_per_node={cfg.train.nproc_per_node} asks for a GPU per process and this machine "
+            f"has {torch.cuda.device_count()}; set train.nproc_per_node to at most that"
+        )
 
-    logging_utils.local_logger_context = shared
-    try:
-        yield
-    finally:
-        logging_utils.local_logger_context = original
+
+def failure_line(failure: Failure | None, err: RuntimeError, log: Path) -> str:
+    """The one line a failed run ends with: the first failing stage's own sentence, or, when it gave
+    none (a crash, a kill), what is known, and where the details are."""
+    if failure is None:
+        first = ANSI.sub("", str(err)).splitlines()[0] if str(err) else type(err).__name__
+        return f"the pipeline failed outside its tasks ({first}); this is a bug in warmstart; the full log is {log}"
+    record = failure.record
+    if record and record["kind"] == "user":
+        return f"{record['stage']}: {record['message']}"
+    if record and record["kind"] == "bug":
+        return (
+            f"{record['stage']}: a bug in warmstart: {record['message']}; the traceback is in the full log, "
+            f"{log}; please report it"
+        )
+    # Killed by a signal: a negative code from the process itself, 128 + the signal from the shell
+    # that kfp.local's command runs it in.
+    signum = -failure.code if failure.code < 0 else failure.code - 128
+    if signum in {int(s) for s in signal.Signals}:
+        name = signal.Signals(signum).name
+        why = " (the kernel kills a process this way when memory runs out)" if name == "SIGKILL" else ""
+        return f"{failure.stage} was killed by {name}{why}; rerun to resume; the full log is {log}"
+    return (
+        f"{failure.stage} ended with exit code {failure.code} without saying why, which is a bug in "
+        f"warmstart; the traceback is in the full log, {log}; please report it"
+    )
+
+
+def interrupted_line(cfg: Config, tasks: TaskProcesses, run_id: str) -> str:
+    """What an interrupted run says: where it stopped, whether anything was registered, how to go on."""
+    during = ", ".join(tasks.during) or "start-up"
+    version = None
+    if "register" in tasks.started:
+        with contextlib.suppress(WarmstartError):
+            version = Registry(cfg.registry.uri).find(cfg.registry.name, run_id=run_id)
+    registered = (
+        f"{cfg.registry.name} version {version} was registered" if version else "nothing was registered"
+    )
+    rerun = "rerun to start again"
+    if "finetune" in tasks.started and cfg.placement.checkpoint_steps and cfg.checkpoint_root():
+        with contextlib.suppress(WarmstartError):
+            if open_store(cfg.checkpoint_root()).children(""):
+                rerun = "rerun to resume from the last checkpoint"
+            else:
+                rerun = "rerun to start again (training had written no checkpoint yet)"
+    return f"interrupted during {during}; {registered}; {rerun}"
+
+
+class RunInterrupted(WarmstartError):
+    """Ctrl-C or SIGTERM stopped the run; `signum` is which."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 def side_by_side() -> tuple[int, int]:

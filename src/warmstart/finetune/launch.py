@@ -17,7 +17,7 @@ from warmstart.artifacts import load_summary
 from warmstart.config import Config
 from warmstart.errors import ModelError
 from warmstart.finetune.train import TRAINER_DIR_ENV, Init, arm_rates, run_arguments, train
-from warmstart.stage import ERROR_FILE_ENV
+from warmstart.stage import ERROR_FILE_ENV, read_failure
 
 
 def finetune(
@@ -80,11 +80,18 @@ def _torchrun(
         with open(work_dir / "stderr.txt", "w+") as stderr:
             failed = subprocess.run(command, env=env, stderr=stderr).returncode != 0
             if failed:
-                if error_file.exists():
-                    reason = error_file.read_text().strip().removeprefix(f"finetune[{init}]: ")
-                else:
-                    stderr.seek(0)
-                    sys.stderr.write(stderr.read()[-20_000:])
-                    reason = "a worker failed (its log is above)"
-                raise ModelError(f"torchrun with {cfg.train.nproc_per_node} processes failed: {reason}")
+                _worker_failed(cfg, read_failure(error_file), stderr)
     return load_summary(evaluation_dir)
+
+
+def _worker_failed(cfg: Config, failure: dict[str, str] | None, stderr: Any) -> None:
+    """Raise what a torchrun worker failed on: its own message when it left one (a user's mistake as
+    such, a bug as a bug), else torchrun's report, which is a traceback."""
+    processes = f"torchrun with {cfg.train.nproc_per_node} processes"
+    if failure and failure["kind"] == "user":
+        raise ModelError(f"{processes} failed: {failure['message']}")
+    if failure:
+        raise RuntimeError(f"{processes} failed: {failure['message']}")
+    stderr.seek(0)
+    sys.stderr.write(stderr.read()[-20_000:])
+    raise RuntimeError(f"{processes} failed: a worker failed (its log is above)")
