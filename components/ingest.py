@@ -11,7 +11,8 @@ from warmstart.components import DEFAULT_IMAGE
 def ingest(config: dict, force: bool, dataset: Output[Dataset], freshness: Output[Markdown]) -> NamedTuple(
     "Outputs", train=bool, runs=list[dict], fingerprint=str, status=dict
 ):
-    """Read, clean and split the labelled data; the directory holds the splits and data_card.json.
+    """Check every location the run writes or reads and its placement (warmstart.ingest.preflight), then
+    read, clean and split the labelled data; the directory holds the splits and data_card.json.
 
     Then compare with the registry's champion: `train` is false when the data, the pretrained
     source and the training settings are all what they were for it (and `force` is not set), so
@@ -26,10 +27,12 @@ def ingest(config: dict, force: bool, dataset: Output[Dataset], freshness: Outpu
     from warmstart.finetune.tuning import plan
     from warmstart.ingest.dataset import ingest as ingest_data
     from warmstart.ingest.freshness import check, markdown
+    from warmstart.ingest.preflight import preflight
     from warmstart.stage import report_outcome, user_errors
 
     with user_errors("ingest"):
         cfg = Config.from_dict(config)
+        preflight(cfg)
         card = ingest_data(cfg.data, dataset.path)
         record = check(cfg, card, force)
     print(record["status"], flush=True)

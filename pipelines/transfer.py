@@ -56,6 +56,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
     def in_image(task: dsl.PipelineTask, name: str, stage: str = "") -> dsl.PipelineTask:
         for key, value in config.storage.environment().items():
             task.set_env_variable(key, value)
+        task.set_env_variable(IMAGE_ENV, image)  # a TrainJob's nodes run it; the preflight checks it is set
         cluster.apply(task, config.cluster, stage, gpus)
         return task.set_container_image(image).set_display_name(name)
 
@@ -113,7 +114,6 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
                 "finetune",
                 "finetune",
             )
-            training.set_env_variable(IMAGE_ENV, image)
         champion = in_image(evaluate_champion(config=config, dataset=dataset), "evaluate champion")
         decision = in_image(
             gate(

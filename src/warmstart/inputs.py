@@ -15,9 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from warmstart.errors import ModelError
+from warmstart.errors import ConfigError, ModelError
 
 MODALITIES = ("text", "image")
+
+
+def token_limit(model_dir: Path, tokenizer: Any) -> int | None:
+    """The most tokens the model takes: its position embeddings (config.json) and the tokenizer's
+    model_max_length, whichever is smaller (None when neither says)."""
+    import json
+
+    config_file = model_dir / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    limits = [config.get("max_position_embeddings"), getattr(tokenizer, "model_max_length", None)]
+    known = [int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < 1_000_000]
+    return min(known, default=None)
 
 
 class TextInputs:
@@ -36,6 +48,12 @@ class TextInputs:
                 f"{name} has no usable tokenizer ({str(err).splitlines()[0]}); text data needs "
                 f"a language model with its tokenizer files (an image model needs image data)"
             ) from None
+        limit = token_limit(Path(model_dir), self.processor)
+        if limit and max_length > limit:
+            raise ConfigError(
+                f"model.max_length={max_length} is more than {name} takes ({limit} tokens); set "
+                f"model.max_length to at most {limit}"
+            )
         self.max_length = max_length
 
     def encode(self, dataset, for_evaluation: bool = False):

@@ -84,17 +84,22 @@ class StorageError(WarmstartError):
 
 
 @functools.cache
-def s3_client() -> Any:
-    """One boto3 S3 client per process: endpoint and credentials from the environment, with retries."""
+def s3_client(quick: bool = False) -> Any:
+    """One boto3 S3 client per process: endpoint and credentials from the environment, with retries.
+
+    `quick`: two attempts and short timeouts, for a check that must answer in seconds (the preflight)."""
     import boto3
     from botocore.config import Config as BotoConfig
 
-    return boto3.client(
+    attempts = 2 if quick else int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))
+    # A session of its own: the default session keeps the first credentials it found, and a client
+    # made after cache_clear() must see the environment as it is now.
+    return boto3.session.Session().client(
         "s3",
         config=BotoConfig(
-            retries={"mode": "standard", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))},
-            connect_timeout=10,
-            read_timeout=120,
+            retries={"mode": "standard", "max_attempts": attempts},
+            connect_timeout=3 if quick else 10,
+            read_timeout=15 if quick else 120,
             # S3-compatible servers on their own endpoint want path-style URLs; AWS itself chooses.
             s3={"addressing_style": "path" if _custom_endpoint() else "auto"},
         ),
@@ -152,6 +157,98 @@ def _s3_call(uri: str, action: str, call: Any, *args: Any, **kwargs: Any) -> Any
         return call(*args, **kwargs)
     except (BotoCoreError, ClientError) as err:
         raise s3_error(err, uri, action) from None
+
+
+def check_writable(uri: str, what: str) -> None:
+    """Check that the run can write under the directory or s3:// prefix `uri` (named by the setting
+    `what` in errors), by writing a probe and removing it: a directory is created where missing (and
+    removed again); S3 must answer, know the credentials and have the bucket."""
+    if scheme_of(uri) == "s3":
+        _check_s3_writable(uri, what)
+        return
+    if scheme_of(uri) not in ("", "file"):
+        raise StorageError(f"{what} '{uri}': use a directory or s3://BUCKET/PREFIX")
+    path = Path(uri.removeprefix("file://")).expanduser().absolute()
+    existing = path
+    while not os.path.lexists(existing):
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise StorageError(
+            f"{what} '{uri}' {where}, not a directory; set it to a directory (created when missing) "
+            f"or s3://BUCKET/PREFIX"
+        )
+    created: list[Path] = []
+    try:
+        for folder in reversed([path, *path.parents][: len(path.parents) - len(existing.parents)]):
+            folder.mkdir()
+            created.append(folder)
+        probe = path / f".warmstart-probe-{os.getpid()}-{os.urandom(4).hex()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as err:
+        raise StorageError(_unwritable(uri, what, err)) from None
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _unwritable(uri: str, what: str, err: OSError) -> str:
+    where = err.filename or uri
+    if err.errno in (errno.EACCES, errno.EPERM):
+        user = f"user {os.getuid()}" if hasattr(os, "getuid") else "this user"
+        return (
+            f"{what} '{uri}': cannot write in {Path(where).parent if err.filename else where} (permission "
+            f"denied for {user}); make it writable, or set {what} to a directory you can write"
+        )
+    if err.errno == errno.EROFS:
+        return f"{what} '{uri}' is on a read-only filesystem; set {what} to a writable directory"
+    return (
+        f"{what} '{uri}': cannot write in {where}: {err.strerror or err}; set {what} to a writable directory"
+    )
+
+
+def _check_s3_writable(uri: str, what: str) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_s3(uri)
+    client = s3_client(quick=True)
+    key = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    key += f".warmstart-probe-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        client.head_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key=key, Body=b"")
+        client.delete_object(Bucket=bucket, Key=key)
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise StorageError(
+                f"{what} '{uri}': the bucket '{bucket}' does not exist on "
+                f"{client.meta.endpoint_url}; create it, or fix the URI or storage.endpoint_url"
+            ) from None
+        raise StorageError(f"{what}: {s3_error(err, uri, 'write to')}") from None
+    except BotoCoreError as err:
+        raise StorageError(f"{what}: {s3_error(err, uri, 'write to')}") from None
+
+
+def check_readable(uri: str, what: str) -> None:
+    """Check that the file at `uri` is there, without downloading it (s3: its head; http(s): a HEAD)."""
+    scheme = scheme_of(uri)
+    if scheme == "s3":
+        bucket, key = split_s3(uri)
+        _s3_call(uri, "read", s3_client(quick=True).head_object, Bucket=bucket, Key=key)
+    elif scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(uri, method="HEAD"), timeout=10):
+                pass
+        except urllib.error.HTTPError as err:
+            if err.code != 405:  # a server that answers GET only
+                raise StorageError(f"{what} '{uri}': the server answered {err.code} {err.reason}") from None
+        except (urllib.error.URLError, TimeoutError) as err:
+            raise StorageError(f"{what} '{uri}': {getattr(err, 'reason', err)}") from None
+    else:
+        resolve_local(uri, what, LOCAL_SCHEMES + REMOTE_SCHEMES)
 
 
 def download_s3_file(uri: str, target: Path) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kfp import components
-from support.cli import run_warmstart
+from support.cli import run_warmstart, tiny_run_config
 from support.data import synthetic_rows, write_csv
 from warmstart.pipelines import compile_pipeline
 
@@ -249,38 +249,6 @@ def test_compile_refuses_settings_that_cannot_work_in_a_pod(tmp_path):
 
 def lineage_fingerprint(registry, name, version):
     return registry.metadata(name, version)["lineage"]["data_fingerprint"]
-
-
-def tiny_run_config(tmp_path, model, **gate):
-    data = write_csv(tmp_path / "reviews.csv", synthetic_rows(240, seed=21))
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "data": {
-                    "source": str(data),
-                    "test_source": "",
-                    "text_column": "text",
-                    "label_column": "sentiment",
-                    "test_fraction": 0.4,
-                },
-                "model": {"source": str(model), "max_length": 32},
-                "train": {
-                    "epochs": 1,
-                    "batch_size": 16,
-                    "learning_rate": 1e-3,
-                    "scratch_learning_rate": 1e-3,
-                    "eval_points": 2,
-                    # The same trajectory on every processor (auto is bf16 on one with bf16 instructions):
-                    # the champion test's deliberately worse challenger depends on it.
-                    "precision": "fp32",
-                },
-                "gate": {"bootstrap_samples": 2000, **gate},
-                "registry": {"name": "tiny-reviews"},
-            }
-        )
-    )
-    return config
 
 
 def test_run_registers_a_model_that_transfers_then_skips_when_nothing_changed(

@@ -26,6 +26,7 @@ from warmstart.artifacts import MANIFEST_FILE
 from warmstart.config import ModelConfig
 from warmstart.errors import ModelError, WarmstartError, naming
 from warmstart.storage import (
+    check_readable,
     fetch_file,
     fetch_tree,
     is_archive,
@@ -47,10 +48,7 @@ def _download_from_hub(uri: str, what: str) -> tuple[Path, str]:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    parsed = urlparse(uri)
-    repo, _, revision = f"{parsed.netloc}{parsed.path}".partition("@")
-    if repo.count("/") != 1:
-        raise ModelError(f"{what} '{uri}': expected hf://ORG/NAME or hf://ORG/NAME@REVISION")
+    repo, revision = _hub_repo(uri, what)
     try:
         path = Path(snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=HF_PATTERNS))
     except LocalEntryNotFoundError:
@@ -63,6 +61,63 @@ def _download_from_hub(uri: str, what: str) -> tuple[Path, str]:
             f"{what} '{uri}': the Hub refused the download ({err}); check ORG/NAME@REVISION"
         ) from None
     return path, path.name  # snapshots/<commit>/
+
+
+def _hub_repo(uri: str, what: str) -> tuple[str, str]:
+    """hf://ORG/NAME[@REVISION] → (ORG/NAME, REVISION or '')."""
+    parsed = urlparse(uri)
+    repo, _, revision = f"{parsed.netloc}{parsed.path}".partition("@")
+    if repo.count("/") != 1:
+        raise ModelError(f"{what} '{uri}': expected hf://ORG/NAME or hf://ORG/NAME@REVISION")
+    return repo, revision
+
+
+def _locate_on_hub(uri: str, what: str) -> None:
+    """The model is in the local Hugging Face cache, or the Hub has it (a HEAD of its config.json)."""
+    from huggingface_hub import constants, file_exists, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    repo, revision = _hub_repo(uri, what)
+    if isinstance(try_to_load_from_cache(repo, "config.json", revision=revision or None), str):
+        return
+    unreachable = f"{what} '{uri}': not in the local Hugging Face cache (HF_HOME) and "
+    if constants.HF_HUB_OFFLINE:
+        raise ModelError(unreachable + "HF_HUB_OFFLINE is set; pre-populate HF_HOME or allow network access")
+    try:
+        found = file_exists(repo, "config.json", revision=revision or None)
+    except HfHubHTTPError as err:
+        raise ModelError(
+            f"{what} '{uri}': the Hub refused ({str(err).splitlines()[0]}); check ORG/NAME@REVISION"
+        ) from None
+    except OSError as err:  # no route to the Hub: requests' and httpx's errors are OSErrors
+        raise ModelError(
+            unreachable + f"the Hub cannot be reached ({type(err).__name__}); pre-populate HF_HOME or allow "
+            f"network access"
+        ) from None
+    if not found:
+        raise ModelError(f"{what} '{uri}': the Hub has no config.json for {repo}; check ORG/NAME@REVISION")
+
+
+def locate(uri: str, registry_uri: str = "", what: str = "model.source") -> None:
+    """Check that the model at `uri` can be fetched, in seconds and without fetching it: the directory
+    holds a config.json, the archive or S3 object is there, the registry has the version, the Hub or
+    the local cache has the model. `fetch` checks the files themselves."""
+    scheme = scheme_of(uri)
+    try:
+        if scheme == "hf":
+            _locate_on_hub(uri, what)
+        elif scheme == "registry":
+            _registry_version(uri, registry_uri, what)
+        elif is_archive(urlparse(uri).path if scheme else uri):
+            check_readable(uri, what)
+        elif scheme == "s3":
+            check_readable(f"{uri.rstrip('/')}/config.json", what)
+        elif not (_local_model_dir(uri, what) / "config.json").is_file():
+            raise ModelError(
+                f"{what} '{uri}': no config.json there; point it at a Hugging Face model directory"
+            )
+    except WarmstartError as err:
+        raise naming(ModelError, what, err) from None
 
 
 def _package_version(uri: str) -> str | None:
@@ -167,6 +222,12 @@ def fetch(
 
 def _from_registry(uri: str, registry_uri: str, target: Path, what: str) -> tuple[Path, str]:
     """registry://NAME@champion, @latest or @VERSION → that version's model files, and which version."""
+    registry, name, version = _registry_version(uri, registry_uri, what)
+    return registry.download_version(name, version, target), f"{name} version {version}"
+
+
+def _registry_version(uri: str, registry_uri: str, what: str) -> tuple[Any, str, int]:
+    """registry://NAME@WHICH → the registry, NAME and the version WHICH names there."""
     from warmstart.registry import Registry
 
     match = REGISTRY_SOURCE.fullmatch(uri)
@@ -193,7 +254,7 @@ def _from_registry(uri: str, registry_uri: str, target: Path, what: str) -> tupl
             f"{what} '{uri}': {name} has no {which if which in ('champion', 'latest') else 'version ' + which} "
             f"in {registry_uri} (versions: {listed}); see `warmstart registry list`"
         )
-    return registry.download_version(name, version, target), f"{name} version {version}"
+    return registry, name, version
 
 
 def _unpacked(uri: str, scratch: Path, what: str) -> Path:

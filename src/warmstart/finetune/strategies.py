@@ -8,6 +8,7 @@ would measure nothing about transfer.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from warmstart.config import TrainConfig
@@ -206,3 +207,18 @@ def prepare(
 def finished(model: Any) -> Any:
     """The plain classifier to save: LoRA adapters merged into the weights, so it loads like any other."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def check_strategy(cfg: TrainConfig, model_dir: Path, modality: str, classes: int) -> None:
+    """Apply the pretrained arm's strategy to the model as built on the meta device (no weights, no
+    memory): what it refuses (LoRA with no modules to adapt, say) is refused before any training.
+    fetch_model calls it, in a task that is not retried; finetune's retries are for what is transient."""
+    import torch
+    from transformers import AutoConfig
+
+    from warmstart.inputs import auto_model
+
+    config = AutoConfig.from_pretrained(model_dir, num_labels=classes, trust_remote_code=False)
+    with torch.device("meta"):
+        model = auto_model(modality).from_config(config)
+    prepare(model, cfg, "pretrained", cfg.learning_rate)

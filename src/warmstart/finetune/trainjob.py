@@ -46,6 +46,29 @@ def job_name(
     return f"warmstart-{arm_run(cfg, init, card, manifest, **extra)}"[:63]
 
 
+def check_placement(cfg: Config) -> None:
+    """What a TrainJob needs that is known before any training: checkpoint storage every node reaches,
+    the Trainer's API types, an image for the nodes and a namespace. The preflight checks it (ingest),
+    and so does the finetune step before it submits."""
+    import importlib.util
+
+    root = cfg.checkpoint_root()
+    if scheme_of(root) != "s3":
+        raise ConfigError(
+            f"train.num_nodes={cfg.train.num_nodes} needs storage every node reaches: set placement.checkpoint_uri "
+            f"(or registry.uri) to s3://BUCKET/PREFIX, not '{root or 'empty'}'"
+        )
+    if importlib.util.find_spec("kubeflow_trainer_api") is None:
+        raise ConfigError(
+            "train.num_nodes > 1 builds a Kubeflow Trainer TrainJob, which needs pip install 'warmstart[kubeflow]'"
+        )
+    if not (cfg.placement.trainer_image or os.environ.get(IMAGE_ENV)):
+        raise ConfigError(
+            "placement.trainer_image is empty and the step has no WARMSTART_IMAGE; compile with --image"
+        )
+    _namespace(cfg)
+
+
 def build_trainjob(cfg: Config, name: str, image: str, worker_args: list[str]) -> dict[str, Any]:
     """The TrainJob, checked against the Trainer's API types (kubeflow-trainer-api) before it is sent."""
     try:
@@ -201,17 +224,8 @@ def finetune_on_trainer(
     from warmstart.artifacts import load_card, load_manifest, load_summary
     from warmstart.finetune.train import run_arguments
 
-    root = cfg.checkpoint_root()
-    if scheme_of(root) != "s3":
-        raise ConfigError(
-            f"train.num_nodes={cfg.train.num_nodes} needs storage every node reaches: set placement.checkpoint_uri "
-            f"(or registry.uri) to s3://BUCKET/PREFIX, not '{root or 'empty'}'"
-        )
-    image = cfg.placement.trainer_image or os.environ.get(IMAGE_ENV, "")
-    if not image:
-        raise ConfigError(
-            "placement.trainer_image is empty and the step has no WARMSTART_IMAGE; compile with --image"
-        )
+    check_placement(cfg)
+    root, image = cfg.checkpoint_root(), cfg.placement.trainer_image or os.environ[IMAGE_ENV]
     name = job_name(
         cfg, init, load_card(dataset_dir), load_manifest(base_model_dir), learning_rates, fraction
     )
