@@ -180,48 +180,44 @@ def task_processes(work: Path) -> list[str]:
 LONG = ("train.epochs=30", "placement.checkpoint_steps=5", "train.seeds=[0]")
 
 
-def test_ctrl_c_during_finetune_stops_the_run_and_the_rerun_resumes(tmp_path, tiny_pretrained_model):
+def interrupt_during_finetune(tmp_path, model, send) -> tuple[int, list[str]]:
+    """Start the run, wait for its first checkpoint, `send` the signal; then no task process is left
+    and nothing is registered. Returns the exit code and the lines on stderr."""
     work = tmp_path / "work"
-    process = start_run(tmp_path, tiny_pretrained_model, *LONG)
+    process = start_run(tmp_path, model, *LONG)
     wait_for_a_checkpoint(work, process)
-    os.killpg(process.pid, signal.SIGINT)
+    send(process.pid)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stdout + stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert lines == [
-        "error: interrupted during finetune; nothing was registered; rerun to resume from the last checkpoint"
-    ]
-    assert "Traceback" not in stdout + stderr
+    time.sleep(0.5)
     assert task_processes(work) == []
     assert not list(work.rglob("metadata.json"))
     assert not list(work.glob(".errors-*")) and not list(work.glob(".outcome-*"))
+    assert "Traceback" not in stdout + stderr
+    return process.returncode, [line for line in stderr.splitlines() if line.strip()]
 
+
+def test_ctrl_c_during_finetune_stops_the_run_and_the_rerun_resumes(tmp_path, tiny_pretrained_model):
+    """Ctrl-C in a terminal is SIGINT to the command's whole process group."""
+    code, lines = interrupt_during_finetune(
+        tmp_path, tiny_pretrained_model, lambda pid: os.killpg(pid, signal.SIGINT)
+    )
+    assert code == 130
+    assert lines == [
+        "error: interrupted during finetune; nothing was registered; rerun to resume from the last checkpoint"
+    ]
     again = run_tiny(tmp_path, tiny_pretrained_model, *LONG)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resuming from step" in again.stdout
-    summary = json.loads((work / "summary.json").read_text())
-    assert summary["verdict"] in (
-        "positive",
-        "neutral",
-        "negative",
-    )  # judged, whatever the 30 epochs made of it
-    registered = Registry(str(work / "registry")).versions("tiny-reviews")
+    summary = json.loads((tmp_path / "work" / "summary.json").read_text())
+    assert summary["verdict"] in ("positive", "neutral", "negative")  # judged, whatever 30 epochs made of it
+    registered = Registry(str(tmp_path / "work" / "registry")).versions("tiny-reviews")
     assert registered == ([1] if summary["passed"] else [])
 
 
 def test_sigterm_to_warmstart_alone_stops_its_tasks_too(tmp_path, tiny_pretrained_model):
     """A pod eviction signals the container's main process only: warmstart stops the tasks itself."""
-    work = tmp_path / "work"
-    process = start_run(tmp_path, tiny_pretrained_model, *LONG)
-    wait_for_a_checkpoint(work, process)
-    os.kill(process.pid, signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143, stdout + stderr
-    assert (
-        stderr.strip()
-        .splitlines()[-1]
-        .startswith("error: interrupted during finetune; nothing was registered")
+    code, lines = interrupt_during_finetune(
+        tmp_path, tiny_pretrained_model, lambda pid: os.kill(pid, signal.SIGTERM)
     )
-    time.sleep(0.5)
-    assert task_processes(work) == []
-    assert not list(work.rglob("metadata.json"))
+    assert code == 143
+    assert lines[-1].startswith("error: interrupted during finetune; nothing was registered")
