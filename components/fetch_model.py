@@ -20,9 +20,7 @@ def fetch_model(
 
     Returns the model's fingerprint (its files' digests), which finetune takes as a parameter.
     """
-    from pathlib import Path
-
-    from warmstart.artifacts import load_card, model_fingerprint
+    from warmstart.artifacts import model_fingerprint
     from warmstart.config import Config
     from warmstart.fetch_model.probe import linear_probe
     from warmstart.fetch_model.screen import fetch_best
@@ -32,11 +30,7 @@ def fetch_model(
     with user_errors("fetch_model"):
         cfg, features = Config.from_dict(config), {}
         manifest, ranked = fetch_best(cfg, dataset.path, base_model.path, screening.path, features)
-        card = load_card(dataset.path)
-        # What finetune would refuse in this model, refused here, where nothing is retried.
-        check_strategy(
-            cfg.train, Path(base_model.path), card.get("modality", "text"), len(card["label_names"])
-        )
+        check_strategy(cfg.train, dataset.path, base_model.path)  # what finetune would refuse, here
         probe = linear_probe(cfg, dataset.path, base_model.path, screening.path, features)
     base_model.metadata.update({k: manifest[k] for k in ("source", "revision", "architecture", "parameters")})
     for entry in ranked.get("ranking", []):

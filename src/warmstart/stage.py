@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from warmstart.errors import WarmstartError
 
@@ -59,10 +59,11 @@ def user_errors(stage: str) -> Iterator[None]:
         raise SystemExit(INTERRUPT_EXIT[signum]) from None
     except Exception as err:
         memory = _out_of_memory(err)
-        if memory:
-            _end(stage, memory, "user")
-        traceback.print_exc()
-        _end(stage, f"{type(err).__name__}: {err}".splitlines()[0][:500], "bug")
+        if not memory:
+            traceback.print_exc()
+        _end(
+            stage, memory or f"{type(err).__name__}: {err}".splitlines()[0][:500], "user" if memory else "bug"
+        )
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
@@ -82,7 +83,7 @@ def _out_of_memory(err: Exception) -> str | None:
     )
 
 
-def _end(stage: str, message: str, kind: str) -> None:
+def _end(stage: str, message: str, kind: str) -> NoReturn:
     if kind == "bug":
         print(f"error: {stage}: a bug in warmstart: {message}", file=sys.stderr, flush=True)
     else:

@@ -209,16 +209,21 @@ def finished(model: Any) -> Any:
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
-def check_strategy(cfg: TrainConfig, model_dir: Path, modality: str, classes: int) -> None:
+def check_strategy(cfg: TrainConfig, dataset_dir: str | Path, model_dir: str | Path) -> None:
     """Apply the pretrained arm's strategy to the model as built on the meta device (no weights, no
-    memory): what it refuses (LoRA with no modules to adapt, say) is refused before any training.
-    fetch_model calls it, in a task that is not retried; finetune's retries are for what is transient."""
+    memory), with the dataset's classes: what it refuses (LoRA with no modules to adapt, say) is
+    refused before any training. fetch_model calls it, in a task that is not retried; finetune's
+    retries are for what is transient."""
     import torch
     from transformers import AutoConfig
 
+    from warmstart.artifacts import load_card
     from warmstart.inputs import auto_model
 
-    config = AutoConfig.from_pretrained(model_dir, num_labels=classes, trust_remote_code=False)
+    card = load_card(dataset_dir)
+    config = AutoConfig.from_pretrained(
+        model_dir, num_labels=len(card["label_names"]), trust_remote_code=False
+    )
     with torch.device("meta"):
-        model = auto_model(modality).from_config(config)
+        model = auto_model(card.get("modality", "text")).from_config(config)
     prepare(model, cfg, "pretrained", cfg.learning_rate)
