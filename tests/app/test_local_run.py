@@ -195,3 +195,19 @@ def test_the_last_line_of_a_failed_run_is_the_first_failing_stage_s_own(tmp_path
     assert "\x1b" not in outside and outside.startswith(
         "the pipeline failed outside its tasks (Pipeline failed."
     )
+
+
+def test_a_stage_that_runs_out_of_memory_says_what_to_change_not_that_it_is_a_bug(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    from warmstart.stage import ERROR_FILE_ENV, user_errors
+
+    monkeypatch.setenv(ERROR_FILE_ENV, str(tmp_path / "record.json"))
+    with pytest.raises(SystemExit) as ended, user_errors("finetune[scratch]"):
+        raise MemoryError()
+    assert ended.value.code == 1
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["kind"] == "user" and record["stage"] == "finetune[scratch]"
+    assert record["message"].startswith("out of memory; lower train.batch_size")
