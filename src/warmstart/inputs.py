@@ -97,6 +97,12 @@ class TextInputs:
     def cache_columns(self, dataset) -> dict[str, Any]:
         return {"length": dataset["length"]}  # the length-grouped order stays the same on cached features
 
+    def tensors(self, texts: list[str]) -> dict[str, Any]:
+        """Model inputs for a few rows at once, tokenized as `encode` does (warmstart serve)."""
+        return self.processor(
+            texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        )
+
 
 class ImageInputs:
     """Images processed by the model's AutoImageProcessor for AutoModelForImageClassification."""
@@ -145,6 +151,10 @@ class ImageInputs:
 
     def cache_columns(self, dataset) -> dict[str, Any]:
         return {}
+
+    def tensors(self, images: list[bytes]) -> dict[str, Any]:
+        """Model inputs for a few encoded images at once (warmstart serve)."""
+        return {"pixel_values": self.pixel_values(images)}
 
 
 Inputs = TextInputs | ImageInputs

@@ -74,12 +74,12 @@ def test_the_final_stage_runs_as_a_user_with_no_build_tools_or_secrets(path):
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
 def test_images_install_warmstart_as_the_readme_does_and_carry_its_version(path):
     """The same torch pin as the README's commands, the package from this checkout with the extra
-    the cluster needs, and labels naming the version and the source."""
+    the cluster needs (and the model server, for the InferenceService's predictor), and labels naming the version and the source."""
     readme = (ROOT / "README.md").read_text()
     torch_pin = re.search(r"pip install (torch==[\d.]+) \.", readme).group(1)
     build = " ".join(values(stages(path)[0], "RUN"))
     assert f"pip install --no-cache-dir {torch_pin} " in build
-    assert re.search(r'pip install --no-cache-dir "\.\[kubeflow\]"', build)
+    assert re.search(r'pip install --no-cache-dir "\.\[kubeflow,serve\]"', build)
     labels = DockerfileParser(fileobj=path.open("rb")).labels
     assert labels["org.opencontainers.image.version"] == installed_version("warmstart")
     assert labels["org.opencontainers.image.source"].startswith("https://")

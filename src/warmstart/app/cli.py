@@ -226,6 +226,54 @@ def report(
     console.print(f"{'opened' if opened else 'no browser here; the report is'} {found}", highlight=False)
 
 
+@app.command()
+def serve(
+    registry: Annotated[
+        str | None, typer.Option(help="Registry root (a directory or s3://BUCKET/PREFIX) to serve from.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Model name (the URL's NAME; default: the version's own).")
+    ] = None,
+    version: Annotated[int | None, typer.Option(help="Version to serve (default: the champion).")] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(help="A registered version's directory instead of --registry (KServe: /mnt/models)."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8080,
+    batch_size: Annotated[int, typer.Option(help="Rows per forward pass.")] = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="How long a request waits for others to share its forward pass.")
+    ] = 5.0,
+) -> None:
+    """Serve a registered version with KServe's model server (v1 and v2 REST), text or images."""
+    import tempfile
+
+    from warmstart.serve.model import check_version_dir, fetch_version
+    from warmstart.serve.server import serve as run_server
+
+    if (registry is None) == (model_dir is None):
+        _fail(ConfigError("pass --registry with --name, or --model-dir (one of the two)"))
+    with tempfile.TemporaryDirectory(prefix="warmstart-serve-") as scratch:
+        try:
+            if registry is not None:
+                if not name:
+                    _fail(ConfigError("--registry needs --name, the registered model to serve"))
+                model_dir = fetch_version(registry, name, version, Path(scratch))
+            metadata = check_version_dir(model_dir)
+            run_server(
+                name or metadata.get("name", "model"),
+                model_dir,
+                host=host,
+                port=port,
+                batch_size=batch_size,
+                max_batch_rows=max(batch_size * 2, 1),
+                max_wait_ms=max_wait_ms,
+            )
+        except WarmstartError as err:
+            _fail(err, 1)
+
+
 @app.command("compile")
 def compile_(
     config: ConfigOption = None,
@@ -503,7 +551,10 @@ def registry_show(
         card = registry.store.read(f"{name}/versions/{version}/model_card.md")
     except WarmstartError as err:
         _fail(err, 1)
-    typer.echo(json.dumps(metadata, indent=2) if as_json else card[0].decode())
+    text = card[0].decode()
+    if text.startswith("---\n"):  # the Hub's YAML metadata; the person reading wants the card itself
+        text = text.split("\n---\n", 1)[-1].lstrip("\n")
+    typer.echo(json.dumps(metadata, indent=2) if as_json else text)
 
 
 @registry_app.command("promote")
