@@ -383,6 +383,16 @@ class RegistryConfig(_Section):
         description="Model name in the registry. Empty: the data file's name (e.g. `reviews` for "
         "reviews.csv); `sst2-minilm` for the demo.",
     )
+    card_base_model: str = Field(
+        "",
+        description="Hugging Face Hub id of the base model for the model card's `base_model` metadata. Empty: "
+        "taken from an hf:// `model.source` (and known for the demo's); left out otherwise.",
+    )
+    card_datasets: list[str] = Field(
+        default_factory=list,
+        description="Hugging Face Hub ids of the training data for the model card's `datasets` metadata. Empty: "
+        "known for the demo's SST-2 sample; left out otherwise.",
+    )
 
     @field_validator("name")
     @classmethod

@@ -30,6 +30,49 @@ def config(uri: str) -> Config:
     return Config.from_dict({"registry": {"uri": uri, "name": "reviews"}})
 
 
+def test_the_model_card_opens_with_metadata_the_hub_reads(tmp_path, outputs):
+    """The card's YAML front matter is what huggingface_hub parses: base model, license, datasets,
+    pipeline tag, and a model-index with the test metrics and the gate's verdict."""
+    from huggingface_hub import ModelCard
+
+    from warmstart.config import DEMO_MODEL_URI, DEMO_TRAIN_URI
+
+    def card_of(run, manifest_source, data_source="/data/x.csv", **registry):
+        cfg = Config.from_dict({"registry": {"uri": str(tmp_path / "r"), "name": "reviews", **registry}})
+        made = outputs(run)
+        for path, source in (
+            (made["base_model_dir"] / "manifest.json", manifest_source),
+            (made["dataset_dir"] / "data_card.json", data_source),
+        ):
+            path.write_text(json.dumps({**json.loads(path.read_text()), "source": source}))
+        version = register(cfg, **made)["version"]
+        return ModelCard(
+            Registry(cfg.registry.uri).store.read(f"reviews/versions/{version}/model_card.md")[0].decode()
+        )
+
+    card = card_of(1, "hf://google-bert/bert-base-uncased@86b5e0934494bd15c9632b12f734a8a67f723594")
+    assert card.content.startswith("---\n")
+    data = card.data
+    assert data.base_model == "google-bert/bert-base-uncased" and data.license == "apache-2.0"
+    assert data.pipeline_tag == "text-classification" and data.datasets is None
+    assert data.model_name == "reviews" and "warmstart" in data.tags
+    metrics = {result.metric_type: result for result in data.eval_results}
+    assert metrics["accuracy"].metric_value == 0.9 and metrics["accuracy"].dataset_split == "test"
+    assert metrics["f1"].metric_args == {"average": "macro"}
+    assert metrics["gain_over_scratch"].metric_value == 0.1
+    assert "positive transfer" in metrics["gain_over_scratch"].metric_name
+    assert data.to_dict()["warmstart"]["gain"] == {"estimate": 0.1, "ci_low": 0.05, "ci_high": 0.15}
+    assert "## Why it was registered" in card.text
+
+    demo = card_of(2, DEMO_MODEL_URI, DEMO_TRAIN_URI).data
+    assert demo.base_model == "sentence-transformers/all-MiniLM-L6-v2" and demo.datasets == [
+        "stanfordnlp/sst2"
+    ]
+    stated = card_of(3, "/models/mine", card_base_model="org/mine", card_datasets=["org/data"]).data
+    assert stated.base_model == "org/mine" and stated.datasets == ["org/data"]
+    assert card_of(4, "/models/mine").data.base_model is None  # a local path is no Hub id
+
+
 def test_versions_count_up_and_champion_follows(registry_uri, outputs):
     cfg = config(registry_uri)
     first = register(cfg, run_id="run-1", **outputs(1))

