@@ -268,7 +268,10 @@ class PlacementConfig(_Section):
         description="train.num_nodes > 1: requests and limits per node besides the GPUs, e.g. {cpu: '16', memory: 120Gi}.",
     )
     trainer_timeout_minutes: int = Field(
-        1440, ge=1, description="train.num_nodes > 1: how long the step waits for the TrainJob."
+        1440,
+        ge=1,
+        description="train.num_nodes > 1: how long the step waits for the TrainJob, and the job's "
+        "activeDeadlineSeconds (the Trainer stops a job that has run this long).",
     )
 
 
@@ -441,11 +444,12 @@ class ClusterConfig(_Section):
     )
     gpu_node_selector: dict[str, str] = Field(
         default_factory=dict,
-        description="Node labels the GPU finetune tasks must run on, e.g. {nvidia.com/gpu.present: 'true'}.",
+        description="Node labels the GPU finetune tasks and a multi-node TrainJob's nodes must run on, e.g. "
+        "{nvidia.com/gpu.present: 'true'}.",
     )
     gpu_tolerations: list[Toleration] = Field(
         default_factory=lambda: [Toleration(key="nvidia.com/gpu")],
-        description="Taints of GPU nodes that the GPU finetune tasks tolerate.",
+        description="Taints of GPU nodes that the GPU finetune tasks and a multi-node TrainJob's nodes tolerate.",
     )
     shm_size: str = Field(
         "8Gi",
@@ -479,6 +483,14 @@ class ClusterConfig(_Section):
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
         description="Kubernetes service account that `warmstart submit` and `schedule` runs use (k8s/base creates "
         "it). Empty: the KFP namespace's default (default-editor in a Kubeflow profile).",
+    )
+    kueue_queue: str = Field(
+        "",
+        max_length=63,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+        description="Kueue LocalQueue that admits the pipeline's pods and multi-node TrainJobs: they get the label "
+        "kueue.x-k8s.io/queue-name (the queue must exist in the run's namespace and placement.trainer_namespace). "
+        "Empty: no Kueue.",
     )
 
 

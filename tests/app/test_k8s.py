@@ -4,6 +4,7 @@ no committed credentials)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 import yaml
 
 from warmstart.config import Config, check_for_cluster
+from warmstart.errors import ConfigError
+from warmstart.finetune import trainer_api
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -52,17 +55,46 @@ def test_the_expected_overlays_exist():
 @pytest.mark.parametrize("name", BUILDS)
 def test_every_object_validates_against_the_kubernetes_schemas(name):
     import kubernetes_validate
-    from kubeflow_trainer_api.models import TrainerV1alpha1ClusterTrainingRuntime
 
     objects = build(name)
     assert objects
     for obj in objects:
         if obj["apiVersion"].startswith("trainer.kubeflow.org/"):
-            # A Kubeflow Trainer CRD: checked against the Trainer's own API models.
+            # A Kubeflow Trainer CRD: checked strictly against its schema and the Trainer's API models.
             assert obj["kind"] == "ClusterTrainingRuntime"
-            TrainerV1alpha1ClusterTrainingRuntime.from_dict(obj)
+            trainer_api.check(obj, f"{name}: {obj['kind']} {obj['metadata']['name']}")
             continue
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def the_runtime() -> dict:
+    (runtime,) = [obj for obj in build("overlays/trainer") if obj["kind"] == "ClusterTrainingRuntime"]
+    return runtime
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        # Trainer v2.2 removed it (kubeflow/trainer#3239); a v2.2+ API server drops or refuses it.
+        ("mlPolicy.torch.numProcPerNode", "auto"),
+        ("mlPolicy.numNode", 2),
+        ("template.spec.replicatedJobs[0].template.spec.template.spec.containers[0].resource", {}),
+    ],
+)
+def test_a_stale_or_misspelled_runtime_field_is_refused(field, value):
+    runtime = the_runtime()
+    target = runtime["spec"]
+    *parents, key = field.replace("[0]", ".0").split(".")
+    for parent in parents:
+        target = target[int(parent)] if parent.isdigit() else target[parent]
+    target[key] = value
+    with pytest.raises(ConfigError, match=rf"spec\.{re.escape(field)}: unknown field"):
+        trainer_api.check(runtime, "the trainer overlay's runtime")
+
+
+def test_the_runtime_leaves_the_processes_per_node_to_the_trainjob():
+    """Since Trainer v2.2 the TrainJob's spec.trainer.numProcPerNode says it (train.nproc_per_node)."""
+    assert the_runtime()["spec"]["mlPolicy"] == {"numNodes": 1, "torch": {}}
 
 
 @pytest.mark.parametrize("name", BUILDS)

@@ -1,4 +1,4 @@
-"""How a compiled pipeline's tasks run on Kubernetes: credentials, GPU placement, volumes, limits.
+"""How a compiled pipeline's tasks run on Kubernetes: credentials, GPU placement, volumes, limits, queue.
 
 Applied to each task at compile time through kfp-kubernetes (platform settings in the pipeline
 spec that the KFP backend turns into pod fields); `warmstart run` on this machine ignores them.
@@ -12,6 +12,7 @@ from warmstart.config import ClusterConfig
 
 S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 HF_HOME = "/home/warmstart/.cache/huggingface"  # the images' HF_HOME (docker/)
+KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
 def apply(task: Any, cluster: ClusterConfig, stage: str, gpus: int = 0) -> Any:
@@ -22,6 +23,9 @@ def apply(task: Any, cluster: ClusterConfig, stage: str, gpus: int = 0) -> Any:
     kubernetes.set_security_context(
         task, run_as_user=cluster.run_as_user, run_as_group=cluster.run_as_user, run_as_non_root=True
     )
+    if cluster.kueue_queue:
+        # Kueue admits the pod when its queue has room (with Kueue's pod integration on in the namespace).
+        kubernetes.add_pod_label(task, KUEUE_LABEL, cluster.kueue_queue)
     if cluster.s3_secret:
         kubernetes.use_secret_as_env(task, cluster.s3_secret, {key: key for key in S3_KEYS})
     # KFP's cache key names a task's input artifacts but never reads them (kubeflow/pipelines#5816):

@@ -4,10 +4,14 @@ With `train.num_nodes` > 1 the finetune pod does not train. It copies its inputs
 the base model) to the checkpoint storage, which every node can reach, and creates a TrainJob
 (trainer.kubeflow.org/v1alpha1) on the `torch-distributed` runtime. The job runs the warmstart image
 on `num_nodes` nodes with `nproc_per_node` GPUs each, and torchrun gets its rendezvous from the
-runtime. The pod streams the first node's log, and when the job completes it copies the model and
-evaluation back into its own outputs. The job's name is derived from the run's inputs, so a retried
-finetune pod finds its job again instead of starting a second one. A failed job is replaced, and
-the new one resumes from the checkpoints.
+runtime. The nodes get the GPU node selector and tolerations of the `cluster` section through the
+job's runtimePatches, the job gets Kueue's queue label when `cluster.kueue_queue` is set, and the
+Trainer stops it after `placement.trainer_timeout_minutes`. The job is checked against the Trainer's
+CRD schema (trainer_api.py) before it is sent. The pod prints the job's progress (status.trainerStatus)
+when the Trainer reports it and streams the first node's log when not, and when the job completes it
+copies the model and evaluation back into its own outputs. The job's name is derived from the run's
+inputs, so a retried finetune pod finds its job again instead of starting a second one. A failed job
+is replaced, and the new one resumes from the checkpoints.
 
 Credentials reach the nodes only as references to a Kubernetes Secret (`placement.trainer_s3_secret`),
 never as values.
@@ -15,6 +19,8 @@ never as values.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 from pathlib import Path
@@ -32,6 +38,8 @@ NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 POLL_SECONDS = 10.0
+KUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PATCH_MANAGER = "warmstart/finetune"  # owns warmstart's entry in the TrainJob's runtimePatches
 
 
 def job_name(
@@ -50,18 +58,13 @@ def check_placement(cfg: Config) -> None:
     """What a TrainJob needs that is known before any training: checkpoint storage every node reaches,
     the Trainer's API types, an image for the nodes and a namespace. The preflight checks it (ingest),
     and so does the finetune step before it submits."""
-    import importlib.util
-
     root = cfg.checkpoint_root()
     if scheme_of(root) != "s3":
         raise ConfigError(
             f"train.num_nodes={cfg.train.num_nodes} needs storage every node reaches: set placement.checkpoint_uri "
             f"(or registry.uri) to s3://BUCKET/PREFIX, not '{root or 'empty'}'"
         )
-    if importlib.util.find_spec("kubeflow_trainer_api") is None:
-        raise ConfigError(
-            "train.num_nodes > 1 builds a Kubeflow Trainer TrainJob, which needs pip install 'warmstart[kubeflow]'"
-        )
+    _need_kubeflow_extra()
     if not (cfg.placement.trainer_image or os.environ.get(IMAGE_ENV)):
         raise ConfigError(
             "placement.trainer_image is empty and the step has no WARMSTART_IMAGE; compile with --image"
@@ -69,16 +72,22 @@ def check_placement(cfg: Config) -> None:
     _namespace(cfg)
 
 
-def build_trainjob(cfg: Config, name: str, image: str, worker_args: list[str]) -> dict[str, Any]:
-    """The TrainJob, checked against the Trainer's API types (kubeflow-trainer-api) before it is sent."""
-    try:
-        from kubeflow_trainer_api.models import TrainerV1alpha1TrainJob
-    except ImportError:
+def _need_kubeflow_extra() -> None:
+    import importlib.util
+
+    if any(importlib.util.find_spec(module) is None for module in ("kubeflow_trainer_api", "jsonschema")):
         raise ConfigError(
             "train.num_nodes > 1 builds a Kubeflow Trainer TrainJob, which needs pip install 'warmstart[kubeflow]'"
-        ) from None
+        )
 
-    train, placement = cfg.train, cfg.placement
+
+def build_trainjob(cfg: Config, name: str, image: str, worker_args: list[str]) -> dict[str, Any]:
+    """The TrainJob, checked against the Trainer's CRD schema and API types before it is sent: a field
+    they do not know is an error, not a field the cluster drops."""
+    from warmstart.finetune import trainer_api
+
+    _need_kubeflow_extra()
+    train, placement, cluster = cfg.train, cfg.placement, cfg.cluster
     env = [{"name": key, "value": value} for key, value in sorted(cfg.storage.environment().items())]
     env += [
         {"name": key, "valueFrom": {"secretKeyRef": {"name": placement.trainer_s3_secret, "key": key}}}
@@ -86,16 +95,22 @@ def build_trainjob(cfg: Config, name: str, image: str, worker_args: list[str]) -
     ]
     env.append({"name": "HF_HOME", "value": "/tmp/hf"})
     limits = {"nvidia.com/gpu": str(train.nproc_per_node), **placement.node_resources}
+    labels = {"app.kubernetes.io/part-of": "warmstart"}
+    if cluster.kueue_queue:
+        labels[KUEUE_LABEL] = cluster.kueue_queue
     job = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TrainJob",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "warmstart"}},
+        "metadata": {"name": name, "labels": labels},
         "spec": {
             "runtimeRef": {
                 "name": placement.trainer_runtime,
                 "kind": "ClusterTrainingRuntime",
                 "apiGroup": GROUP,
             },
+            # The Trainer fails the job (DeadlineExceeded) once it has run this long; a retried step
+            # replaces it and resumes from the checkpoints.
+            "activeDeadlineSeconds": placement.trainer_timeout_minutes * 60,
             "trainer": {
                 "image": image,
                 # The torch-distributed runtime sets torchrun's PET_* rendezvous variables on each node.
@@ -107,7 +122,27 @@ def build_trainjob(cfg: Config, name: str, image: str, worker_args: list[str]) -
             },
         },
     }
-    return TrainerV1alpha1TrainJob.from_dict(job).to_dict()
+    node_pod = {}
+    if cluster.gpu_node_selector:
+        node_pod["nodeSelector"] = dict(cluster.gpu_node_selector)
+    if cluster.gpu_tolerations:
+        node_pod["tolerations"] = [
+            {key: value for key, value in toleration.model_dump().items() if value}
+            for toleration in cluster.gpu_tolerations
+        ]
+    if node_pod:
+        job["spec"]["runtimePatches"] = [_node_patch(node_pod)]
+    trainer_api.check(job, f"TrainJob {name}")
+    return job
+
+
+def _node_patch(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """A runtimePatches entry that sets `pod_spec` fields on the pods of the runtime's `node` job."""
+    node_job = {"name": "node", "template": {"spec": {"template": {"spec": pod_spec}}}}
+    return {
+        "manager": PATCH_MANAGER,
+        "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [node_job]}}},
+    }
 
 
 def _clients() -> tuple[Any, Any]:
@@ -137,13 +172,28 @@ def _condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def _create(custom: Any, namespace: str, job: dict[str, Any]) -> None:
+    # Strict: a field the cluster's Trainer does not know is refused rather than dropped, so a job
+    # built for a newer Trainer than the cluster runs says so at once.
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job, field_validation="Strict")
+
+
+def _refusal(err: Any) -> str:
+    try:
+        return json.loads(err.body).get("message", "") or str(err.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(err.reason)
+
+
 def submit(custom: Any, namespace: str, job: dict[str, Any]) -> None:
     """Create the job; an existing job of the same name is reused, or replaced when it failed."""
     from kubernetes.client.exceptions import ApiException
 
+    from warmstart.finetune.trainer_api import RELEASE
+
     name = job["metadata"]["name"]
     try:
-        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job)
+        _create(custom, namespace, job)
         print(f"finetune: submitted TrainJob {namespace}/{name}", flush=True)
         return
     except ApiException as err:
@@ -156,6 +206,11 @@ def submit(custom: Any, namespace: str, job: dict[str, Any]) -> None:
                 f"the pipeline's service account may not create TrainJobs in {namespace}; "
                 f"apply the warmstart Role from k8s/ or set train.num_nodes=1"
             ) from None
+        if err.status in (400, 422):
+            raise ModelError(
+                f"the cluster refused TrainJob {namespace}/{name}: {_refusal(err)}; warmstart writes TrainJobs "
+                f"for Kubeflow Trainer {RELEASE} (v2.2 or newer needed)"
+            ) from None
         if err.status != 409:
             raise ModelError(
                 f"creating TrainJob {namespace}/{name} failed: {err.status} {err.reason}"
@@ -166,19 +221,38 @@ def submit(custom: Any, namespace: str, job: dict[str, Any]) -> None:
             f"finetune: TrainJob {name} failed before; replacing it (it resumes from checkpoints)", flush=True
         )
         custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job)
+        _create(custom, namespace, job)
     else:
         print(f"finetune: TrainJob {namespace}/{name} exists (a retried step); waiting for it", flush=True)
 
 
+def progress_line(job: dict[str, Any]) -> str | None:
+    """What the job's status.trainerStatus says of its progress, as one line; None when it says nothing
+    (the Trainer's TrainJobStatus feature gate is off, or training has not reported yet)."""
+    status = job.get("status", {}).get("trainerStatus") or {}
+    parts = []
+    if status.get("progressPercentage") is not None:
+        parts.append(f"{status['progressPercentage']}%")
+    if status.get("estimatedRemainingSeconds"):
+        parts.append(f"about {math.ceil(status['estimatedRemainingSeconds'] / 60)} min left")
+    parts += [f"{metric['name']} {metric['value']}" for metric in status.get("metrics") or []]
+    return f"finetune: TrainJob {job['metadata']['name']}: {', '.join(parts)}" if parts else None
+
+
 def wait(custom: Any, core: Any, namespace: str, name: str, timeout_s: float, poll_s: float = 10.0) -> None:
-    """Poll the job until Complete, printing node 0's new log lines; raise on Failed or timeout."""
+    """Poll the job until Complete, printing its progress when it reports one (status.trainerStatus)
+    and node 0's new log lines when not; raise on Failed or timeout."""
     from kubernetes.client.exceptions import ApiException
 
-    deadline, printed = time.monotonic() + timeout_s, 0
+    deadline, printed, reported = time.monotonic() + timeout_s, 0, None
     while True:
         job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        printed = _stream_log(core, namespace, name, printed, ApiException)
+        progress = progress_line(job)
+        if progress is None:
+            printed = _stream_log(core, namespace, name, printed, ApiException)
+        elif progress != reported:
+            print(progress, flush=True)
+            reported = progress
         if _condition(job, "Complete"):
             return
         failed = _condition(job, "Failed")
@@ -190,7 +264,8 @@ def wait(custom: Any, core: Any, namespace: str, name: str, timeout_s: float, po
         if time.monotonic() > deadline:
             raise ModelError(
                 f"TrainJob {namespace}/{name} did not finish within {timeout_s / 60:.0f} min "
-                f"(placement.trainer_timeout_minutes); it keeps running: delete it or raise the limit"
+                f"(placement.trainer_timeout_minutes); the Trainer stops it once it has run that long "
+                f"(activeDeadlineSeconds), or delete it"
             )
         time.sleep(poll_s)
 
