@@ -1,4 +1,4 @@
-"""The five KFP components of warmstart, one module per pipeline stage.
+"""The KFP components of warmstart, one module per pipeline stage (and the exit handler, notify).
 
 Each component is a thin typed wrapper: it declares its inputs and outputs and calls the library
 in `warmstart.<stage>`. Every component runs in the warmstart image; the pipeline stamps the
@@ -12,6 +12,7 @@ from warmstart.components.fetch_model import fetch_model  # noqa: E402
 from warmstart.components.finetune import finetune  # noqa: E402
 from warmstart.components.gate import gate  # noqa: E402
 from warmstart.components.ingest import ingest  # noqa: E402
+from warmstart.components.notify import notify  # noqa: E402
 from warmstart.components.register import register  # noqa: E402
 from warmstart.components.skipped import skipped  # noqa: E402
 
@@ -22,6 +23,7 @@ __all__ = [
     "finetune",
     "gate",
     "ingest",
+    "notify",
     "register",
     "skipped",
 ]

@@ -12,6 +12,7 @@ def fetch_model(
     base_model: Output[Model],
     screening: Output[Artifact],
     scores: Output[Metrics],
+    pipeline_job: str = "",
 ) -> str:
     """Resolve model.source into safetensors weights, config and tokenizer or image processor, with
     manifest.json. With model.candidates, the one with the best LogME score on the training split.
@@ -25,9 +26,10 @@ def fetch_model(
     from warmstart.fetch_model.probe import linear_probe
     from warmstart.fetch_model.screen import fetch_best
     from warmstart.finetune.strategies import check_strategy
+    from warmstart.run_record import run_record
     from warmstart.stage import user_errors
 
-    with user_errors("fetch_model"):
+    with user_errors("fetch_model", run_record(config, pipeline_job)):
         cfg, features = Config.from_dict(config), {}
         manifest, ranked = fetch_best(cfg, dataset.path, base_model.path, screening.path, features)
         check_strategy(cfg.train, dataset.path, base_model.path)  # what finetune would refuse, here

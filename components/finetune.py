@@ -16,6 +16,7 @@ def finetune(
     model: Output[Model],
     evaluation: Output[Dataset],
     metrics: Output[Metrics],
+    pipeline_job: str = "",
 ):
     """Train one arm for one run of the plan: its init (pretrained or scratch), seed, data fraction and
     share of the tuning grid (successive halving over those rates on the validation split);
@@ -28,10 +29,12 @@ def finetune(
     from warmstart.finetune.launch import finetune as train
     from warmstart.finetune.tuning import share_of
     from warmstart.ingest.freshness import check_inputs
+    from warmstart.run_record import run_record
     from warmstart.stage import user_errors
 
     init = str(run["init"])
-    with user_errors(f"finetune[{init}]"):
+    task = "-".join(f"{key}{run[key]}" for key in sorted(run))  # one record per task of the loop
+    with user_errors(f"finetune[{init}]", run_record(config, pipeline_job, task)):
         check_inputs(dataset.path, base_model.path, data_fingerprint, base_fingerprint)
         cfg = Config.from_dict(config).for_seed(int(run["seed"]))
         rates = share_of(cfg, init, int(run["share"]))

@@ -18,6 +18,7 @@ def gate(
     metrics: Output[Metrics],
     confusion: Output[ClassificationMetrics],
     confusion_scratch: Output[ClassificationMetrics],
+    pipeline_job: str = "",
 ) -> bool:
     """Compare the arms' test predictions (evaluations: every finetune task's, both arms), paired by
     training seed: the transfer gain with a paired-bootstrap CI (over seeds and test examples) and a
@@ -33,9 +34,11 @@ def gate(
     from warmstart.config import Config
     from warmstart.gate.policy import gate as judge
     from warmstart.gate.policy import split_arms
+    from warmstart.run_record import run_record
     from warmstart.stage import report_outcome, user_errors
 
-    with user_errors("gate"):
+    record = run_record(config, pipeline_job)
+    with user_errors("gate", record):
         decision = judge(
             Config.from_dict(config).gate,
             *split_arms([evaluation.path for evaluation in evaluations]),
@@ -67,5 +70,7 @@ def gate(
     if decision["champion"] and decision["champion"]["comparable"]:
         metrics.log_metric("champion_gain_estimate", decision["champion"]["gain"]["estimate"])
     result.metadata.update({k: decision[k] for k in ("verdict", "passed", "promote", "decided_by")})
-    report_outcome("gate", {"result": result.path})
+    summary = {k: decision[k] for k in ("verdict", "passed", "reason", "metric", "promote")}
+    summary["gain"] = {k: v for k, v in decision["gain"].items() if k != "distribution"}
+    report_outcome("gate", {"result": result.path}, record, summary)
     return decision["passed"]

@@ -23,10 +23,12 @@ def register(
 
     from warmstart.config import Config
     from warmstart.register.publish import register as publish
-    from warmstart.stage import user_errors
+    from warmstart.run_record import run_record
+    from warmstart.stage import report_outcome, user_errors
 
-    with user_errors("register"):
-        record = publish(
+    record = run_record(config, pipeline_job)
+    with user_errors("register", record):
+        registered = publish(
             Config.from_dict(config),
             [model.path for model in models],
             gate_result.path,
@@ -35,5 +37,6 @@ def register(
             run_id,
             pipeline_job,
         )
-    Path(registration.path).write_text(json.dumps(record, indent=2))
-    registration.metadata.update(record)
+    Path(registration.path).write_text(json.dumps(registered, indent=2))
+    registration.metadata.update(registered)
+    report_outcome("register", registered, record)

@@ -14,12 +14,15 @@ and share of the tuning grid (tune.parallel_trials); each searches its share of 
 rates by successive halving. The two arms of a run are neighbouring items, so they train side by side
 wherever two fit at once. The gate takes the best run of each arm per seed on validation.
 evaluate_champion predicts this run's test split with the current champion, when there is one, so
-the gate can compare the challenger with it on the same rows."""
+the gate can compare the challenger with it on the same rows.
+
+With notify configured, all of it runs inside a dsl.ExitHandler whose exit task, notify, posts one
+message however the run ended; the stages leave what it says in the run's record (warmstart.run_record)."""
 
 from pathlib import Path
 from typing import Any
 
-from kfp import compiler, dsl
+from kfp import compiler, dsl, kubernetes
 from kfp.dsl import Artifact, Dataset, Input, Model
 from warmstart.components import (
     DEFAULT_IMAGE,
@@ -28,13 +31,16 @@ from warmstart.components import (
     finetune,
     gate,
     ingest,
+    notify,
     register,
     skipped,
 )
 
 from warmstart.app import cluster
 from warmstart.config import Config
+from warmstart.errors import ConfigError
 from warmstart.finetune.trainjob import IMAGE_ENV
+from warmstart.notify import WEBHOOK_ENV
 
 PIPELINE_NAME = "warmstart-transfer"
 # The display name of the task that ends a run in which nothing changed (`warmstart runs` looks for it).
@@ -49,6 +55,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
     """
     if trainings_at_once is None:
         trainings_at_once = config.cluster.max_parallel_trainings
+    config_notify, notifying = config.notify, config.notify.enabled()
 
     # One GPU per training process; a multi-node run's GPUs belong to its TrainJob instead.
     gpus = config.train.nproc_per_node if config.train.num_nodes == 1 else 0
@@ -110,11 +117,14 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
                     base_fingerprint=base_fingerprint,
                     dataset=dataset,
                     base_model=base_model,
+                    pipeline_job=pipeline_job,
                 ),
                 "finetune",
                 "finetune",
             )
-        champion = in_image(evaluate_champion(config=config, dataset=dataset), "evaluate champion")
+        champion = in_image(
+            evaluate_champion(config=config, dataset=dataset, pipeline_job=pipeline_job), "evaluate champion"
+        )
         decision = in_image(
             gate(
                 config=config,
@@ -122,6 +132,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
                 champion=champion.outputs["evaluation"],
                 dataset=dataset,
                 screening=screening,
+                pipeline_job=pipeline_job,
             ),
             "gate",
         )
@@ -136,25 +147,19 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
             base_model=base_model,
         ).set_display_name("register if the gate passed")
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="Fine-tune a pretrained model and a from-scratch baseline of the same architecture, each "
-        "with its learning rate tuned on validation, once per training seed; register the fine-tuned model "
-        "only if the gate finds positive transfer. "
-        "Ends early when the data, the pretrained source and the training settings are those of the "
-        "registry's champion, unless force is true.",
-    )
-    # KFP reads parameter defaults from the signature, so the config must be evaluated here.
-    def transfer_pipeline(config: dict = config.model_dump(), run_id: str = "", force: bool = False):  # noqa: B008
-        data = in_image(ingest(config=config, force=force), "ingest")
+    def train_or_skip(config, run_id, force) -> None:
+        job = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+        data = in_image(ingest(config=config, force=force, pipeline_job=job), "ingest")
         with dsl.If(data.outputs["train"] == True, name="something changed: train"):  # noqa: E712
             base = in_image(
-                fetch_model(config=config, dataset=data.outputs["dataset"]), "fetch model", "fetch_model"
+                fetch_model(config=config, dataset=data.outputs["dataset"], pipeline_job=job),
+                "fetch model",
+                "fetch_model",
             )
             train_judge_register(
                 config=config,
                 run_id=run_id,
-                pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                pipeline_job=job,
                 runs=data.outputs["runs"],
                 data_fingerprint=data.outputs["fingerprint"],
                 base_fingerprint=base.outputs["Output"],
@@ -165,11 +170,38 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
         with dsl.Else(name="nothing changed: skip"):
             in_image(skipped(status=data.outputs["status"]), SKIPPED_TASK)
 
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Fine-tune a pretrained model and a from-scratch baseline of the same architecture, each "
+        "with its learning rate tuned on validation, once per training seed; register the fine-tuned model "
+        "only if the gate finds positive transfer. "
+        "Ends early when the data, the pretrained source and the training settings are those of the "
+        "registry's champion, unless force is true.",
+    )
+    # KFP reads parameter defaults from the signature, so the config must be evaluated here.
+    def transfer_pipeline(config: dict = config.model_dump(), run_id: str = "", force: bool = False):  # noqa: B008
+        if not notifying:
+            train_or_skip(config, run_id, force)
+            return
+        # The exit handler runs however the run ends, and learns what it did from the run's record.
+        handler = in_image(notify(config=config, pipeline_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER), "notify")
+        if config_notify.webhook_secret:
+            kubernetes.use_secret_as_env(
+                handler, config_notify.webhook_secret, {config_notify.secret_key: WEBHOOK_ENV}
+            )
+        with dsl.ExitHandler(handler, name="run, then notify"):
+            train_or_skip(config, run_id, force)
+
     return transfer_pipeline
 
 
 def compile_pipeline(config: Config, output: str | Path, image: str = DEFAULT_IMAGE) -> Path:
-    """Write the pipeline YAML that Kubeflow Pipelines uploads."""
+    """Write the pipeline YAML that Kubeflow Pipelines uploads (a literal webhook URL is refused: the
+    config is in it for anyone who can read the pipeline)."""
+    if config.notify.webhook_url and not config.notify.webhook_url.startswith("env:"):
+        raise ConfigError(
+            "notify.webhook_url is a literal URL; a compiled pipeline takes it from notify.webhook_secret"
+        )
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(config, image), package_path=str(output))

@@ -524,6 +524,29 @@ def migrated(values: Any) -> Any:
     return {**values, "train": train, "placement": placement}
 
 
+class NotifyConfig(_Section):
+    webhook_url: str = Field(
+        "",
+        description="Where the run's exit handler posts one JSON message (Slack-compatible `text`, plus "
+        "structured fields): the verdict, gain and interval, the version registered and deployed, a skip and "
+        "why, or the failed task and its error. A URL, or env:NAME to read it from environment variable NAME. "
+        "`warmstart run` hands a URL to the task in its environment, never in its inputs or log; a compiled "
+        "pipeline refuses a literal URL: use webhook_secret.",
+    )
+    webhook_secret: str = Field(
+        "",
+        description="Kubernetes Secret (in the pipeline's namespace) whose key `secret_key` holds the webhook "
+        "URL, put in the notify pod's environment. The way to notify from a cluster.",
+    )
+    secret_key: str = Field("webhook_url", description="Key of the URL in `webhook_secret`.")
+    timeout_seconds: float = Field(
+        10.0, gt=0, description="How long one post may take (it is tried 3 times)."
+    )
+
+    def enabled(self) -> bool:
+        return bool(self.webhook_url or self.webhook_secret)
+
+
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -534,6 +557,7 @@ class Config(_Section):
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -750,3 +774,10 @@ def check_for_cluster(cfg: Config) -> None:
                 f"{key} '{value}' is a relative path, which means nothing inside a pod; use an absolute "
                 f"path on a volume mounted in the pods, or a pkg:// URI"
             )
+    url = cfg.notify.webhook_url
+    if url and not url.startswith("env:"):
+        raise ConfigError(
+            "notify.webhook_url is a literal URL, and a compiled pipeline would show it to anyone who can "
+            "read the pipeline; put it in a Kubernetes Secret and set notify.webhook_secret (key "
+            f"{cfg.notify.secret_key})"
+        )

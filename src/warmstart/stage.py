@@ -42,31 +42,46 @@ def raise_interrupted(signum: int, frame: Any) -> None:
 
 
 @contextmanager
-def user_errors(stage: str) -> Iterator[None]:
+def user_errors(stage: str, record: Any = None) -> Iterator[None]:
     """Run a stage's work: a WarmstartError is its one-line message, anything else a bug said in one
     line (with the traceback above it, in the task's log), an interrupt a quick exit; each leaves a
-    record for `warmstart run` (see ERROR_FILE_ENV)."""
+    record for `warmstart run` (see ERROR_FILE_ENV) and in `record` (a warmstart.run_record.RunRecord,
+    for the run's exit handler), where success clears an earlier attempt's failure."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, raise_interrupted) if in_main else None
     try:
         yield
     except WarmstartError as err:
-        _end(stage, str(err), "user")
+        _end(stage, str(err), "user", record)
     except (KeyboardInterrupt, Interrupted) as err:
         signum = signal.SIGTERM if isinstance(err, Interrupted) else signal.SIGINT
         print(f"{stage}: interrupted ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
-        _record(stage, "interrupted", "interrupted")
+        _record(stage, "interrupted", "interrupted", record)
         raise SystemExit(INTERRUPT_EXIT[signum]) from None
     except Exception as err:
         memory = _out_of_memory(err)
         if not memory:
             traceback.print_exc()
         _end(
-            stage, memory or f"{type(err).__name__}: {err}".splitlines()[0][:500], "user" if memory else "bug"
+            stage,
+            memory or f"{type(err).__name__}: {err}".splitlines()[0][:500],
+            "user" if memory else "bug",
+            record,
         )
+    else:
+        if record is not None:
+            _keep_going(lambda: record.succeeded(stage))
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _keep_going(write: Any) -> None:
+    """A record that cannot be written is a warning: the stage's own ending matters more."""
+    try:
+        write()
+    except Exception as err:
+        print(f"warning: the run's record could not be written: {err}", file=sys.stderr, flush=True)
 
 
 def _out_of_memory(err: Exception) -> str | None:
@@ -83,19 +98,21 @@ def _out_of_memory(err: Exception) -> str | None:
     )
 
 
-def _end(stage: str, message: str, kind: str) -> NoReturn:
+def _end(stage: str, message: str, kind: str, record: Any = None) -> NoReturn:
     if kind == "bug":
         print(f"error: {stage}: a bug in warmstart: {message}", file=sys.stderr, flush=True)
     else:
         print(f"error: {stage}: {message}", file=sys.stderr, flush=True)
-    _record(stage, message, kind)
+    _record(stage, message, kind, record)
     raise SystemExit(1)
 
 
-def _record(stage: str, message: str, kind: str) -> None:
+def _record(stage: str, message: str, kind: str, record: Any = None) -> None:
     if os.environ.get(ERROR_FILE_ENV):
-        record = {"stage": stage, "message": message, "kind": kind}
-        Path(os.environ[ERROR_FILE_ENV]).write_text(json.dumps(record), encoding="utf-8")
+        found = {"stage": stage, "message": message, "kind": kind}
+        Path(os.environ[ERROR_FILE_ENV]).write_text(json.dumps(found), encoding="utf-8")
+    if record is not None:
+        _keep_going(lambda: record.failed(stage, message, kind))
 
 
 def read_failure(path: Path) -> dict[str, str] | None:
@@ -107,9 +124,12 @@ def read_failure(path: Path) -> dict[str, str] | None:
     return record if isinstance(record, dict) and {"stage", "message", "kind"} <= set(record) else None
 
 
-def report_outcome(stage: str, details: dict) -> None:
-    """Add `stage`'s part of how the run went for `warmstart run` (a no-op on a cluster, where
-    nobody set the file). The stages that write it run one after another."""
+def report_outcome(stage: str, details: dict, record: Any = None, summary: dict | None = None) -> None:
+    """Add `stage`'s part of how the run went for `warmstart run` (the file is a no-op on a cluster,
+    where nobody set it; the stages that write it run one after another), and `summary` (default:
+    `details`) to the run's `record` for its exit handler."""
+    if record is not None:
+        _keep_going(lambda: record.write(stage, details if summary is None else summary))
     if not os.environ.get(OUTCOME_FILE_ENV):
         return
     path = Path(os.environ[OUTCOME_FILE_ENV])

@@ -192,6 +192,7 @@ def test_the_compiled_pipeline_carries_the_kubernetes_settings(tmp_path):
         )
         finetune = name.startswith("exec-finetune")
         assert settings["activeDeadlineSeconds"] == str((1440 if finetune else 60) * 60), name
+        assert "kueue.x-k8s.io/queue-name" not in settings.get("podMetadata", {}).get("labels", {}), name
         assert ("nodeSelector" in settings) == finetune and ("tolerations" in settings) == finetune, name
     for name in ("exec-finetune",):
         settings = executors[name]
@@ -209,6 +210,47 @@ def test_the_compiled_pipeline_carries_the_kubernetes_settings(tmp_path):
         if "retryPolicy" in task
     }
     assert retried == {"finetune": 3}, "only the long tasks retry"
+
+
+def test_a_kueue_queue_labels_every_pipeline_pod(tmp_path):
+    cfg = Config.from_dict({"cluster": {"kueue_queue": "team-gpus"}})
+    pipeline, platform = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(pipeline["deploymentSpec"]["executors"])
+    for name, settings in executors.items():
+        assert settings["podMetadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-gpus", name
+
+
+def test_notify_is_the_exit_handler_with_its_url_from_a_secret(tmp_path):
+    """With notify configured the whole run sits in a dsl.ExitHandler whose exit task is notify (with
+    the run's final status); the URL reaches it from a Secret, and a literal URL is never compiled in."""
+    cfg = Config.from_dict({"notify": {"webhook_secret": "team-webhook"}, "registry": {"uri": "/mnt/r"}})
+    pipeline, platform = yaml.safe_load_all(compile_pipeline(cfg, tmp_path / "p.yaml").read_text())
+    root = pipeline["root"]["dag"]["tasks"]
+    assert set(root) == {"exit-handler-1", "notify"}
+    assert root["notify"]["dependentTasks"] == ["exit-handler-1"]
+    assert root["notify"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert (
+        root["notify"]["inputs"]["parameters"]["status"]["taskFinalStatus"]["producerTask"]
+        == "exit-handler-1"
+    )
+    inside = pipeline["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    assert set(inside) == {"ingest", "condition-branches-2"}  # the whole run: ingest, then train or skip
+    secret = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-notify"]["secretAsEnv"]
+    assert secret[0]["secretName"] == "team-webhook" and secret[0]["optional"] is False
+    assert secret[0]["keyToEnv"] == [{"envVar": "WARMSTART_WEBHOOK_URL", "secretKey": "webhook_url"}]
+    # Without notify, no exit handler.
+    plain = next(yaml.safe_load_all(compile_pipeline(Config(), tmp_path / "q.yaml").read_text()))
+    assert "notify" not in plain["root"]["dag"]["tasks"]
+
+    output = tmp_path / "out.yaml"
+    literal = run_warmstart(
+        "compile",
+        *("--output", str(output), "--set", "registry.uri=/mnt/models"),
+        *("--set", "notify.webhook_url=https://hooks.example/T0/SECRET"),
+    )
+    assert literal.returncode == 2 and not output.exists()
+    assert "notify.webhook_url is a literal URL" in literal.stderr and "SECRET" not in literal.stderr
 
 
 def test_compile_command_writes_the_yaml(tmp_path):

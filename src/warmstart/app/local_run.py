@@ -65,6 +65,7 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = localize(cfg, workdir)
     check_machine(cfg)
+    cfg, secrets = secrets_apart(cfg)
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     outcome_file = workdir / f".outcome-{run_id}"
     (workdir / "runs").mkdir(exist_ok=True)
@@ -79,6 +80,7 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
             OUTCOME_FILE_ENV: str(outcome_file),
             **({CPU_THREADS_ENV: str(threads)} if threads else {}),
             **cfg.storage.environment(),
+            **secrets,
         }
     ):
         progress = ProgressLog(progress_file, sys.stdout, verbose)
@@ -121,6 +123,19 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
     report = Path(outcome["gate"]["result"]) / HTML_FILE
     summary = summarize(gate_result, registered, run_id, seconds, progress_file, report)
     return {**summary, "freshness": outcome["ingest"]["status"]}
+
+
+def secrets_apart(cfg: Config) -> tuple[Config, dict[str, str]]:
+    """The config with a literal webhook URL replaced by the name of the variable that holds it, and
+    that variable: kfp.local writes every task's inputs to the log, and the URL is a credential."""
+    from warmstart.notify import WEBHOOK_ENV
+
+    url = cfg.notify.webhook_url
+    if not url or url.startswith("env:"):
+        return cfg, {}
+    cfg = cfg.model_copy(deep=True)
+    cfg.notify.webhook_url = f"env:{WEBHOOK_ENV}"
+    return cfg, {WEBHOOK_ENV: url}
 
 
 def check_machine(cfg: Config) -> None:
