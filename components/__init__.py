@@ -7,6 +7,7 @@ image chosen at compile time onto each task.
 
 DEFAULT_IMAGE = "ghcr.io/warmstart-ml/warmstart:0.1.0"
 
+from warmstart.components.deploy import deploy  # noqa: E402
 from warmstart.components.evaluate_champion import evaluate_champion  # noqa: E402
 from warmstart.components.fetch_model import fetch_model  # noqa: E402
 from warmstart.components.finetune import finetune  # noqa: E402
@@ -18,6 +19,7 @@ from warmstart.components.skipped import skipped  # noqa: E402
 
 __all__ = [
     "DEFAULT_IMAGE",
+    "deploy",
     "evaluate_champion",
     "fetch_model",
     "finetune",

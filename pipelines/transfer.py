@@ -1,7 +1,7 @@
 """The DAG, reading like the picture in the README.
 
 ingest ─┬─[something changed]─► fetch_model ──► for each run and arm ─► finetune(init=pretrained|scratch) ─┐
-        │                       (+ linear probe)                                                           ├─► gate ──► [passed] register
+        │                       (+ linear probe)                                                           ├─► gate ──► [passed] register ──► deploy
         │                       evaluate_champion (the registry's champion) ───────────────────────────────┘
         └─[nothing changed]──► skipped
 
@@ -14,7 +14,8 @@ and share of the tuning grid (tune.parallel_trials); each searches its share of 
 rates by successive halving. The two arms of a run are neighbouring items, so they train side by side
 wherever two fit at once. The gate takes the best run of each arm per seed on validation.
 evaluate_champion predicts this run's test split with the current champion, when there is one, so
-the gate can compare the challenger with it on the same rows.
+the gate can compare the challenger with it on the same rows. deploy (with deploy.enabled) serves the
+new champion with KServe and smoke-tests it against the predictions the gate judged.
 
 With notify configured, all of it runs inside a dsl.ExitHandler whose exit task, notify, posts one
 message however the run ended; the stages leave what it says in the run's record (warmstart.run_record)."""
@@ -26,6 +27,7 @@ from kfp import compiler, dsl, kubernetes
 from kfp.dsl import Artifact, Dataset, Input, Model
 from warmstart.components import (
     DEFAULT_IMAGE,
+    deploy,
     evaluate_champion,
     fetch_model,
     finetune,
@@ -56,6 +58,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
     if trainings_at_once is None:
         trainings_at_once = config.cluster.max_parallel_trainings
     config_notify, notifying = config.notify, config.notify.enabled()
+    deploying = config.deploy.enabled
 
     # One GPU per training process; a multi-node run's GPUs belong to its TrainJob instead.
     gpus = config.train.nproc_per_node if config.train.num_nodes == 1 else 0
@@ -74,6 +77,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
         pipeline_job: str,
         passed: bool,
         models: Input[list[Model]],
+        evaluations: Input[list[Dataset]],
         gate_result: Input[Artifact],
         dataset: Input[Dataset],
         base_model: Input[Model],
@@ -81,7 +85,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
         # Its own sub-DAG because KFP's compiler cannot hand a dsl.Collected list into a dsl.If
         # (kfp 2.17); a sub-pipeline's input can be.
         with dsl.If(passed == True, name="gate passed"):  # noqa: E712
-            in_image(
+            registered = in_image(
                 register(
                     config=config,
                     run_id=run_id,
@@ -93,6 +97,17 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
                 ),
                 "register",
             )
+            if deploying:
+                in_image(
+                    deploy(
+                        config=config,
+                        registration=registered.outputs["registration"],
+                        dataset=dataset,
+                        evaluations=evaluations,
+                        pipeline_job=pipeline_job,
+                    ),
+                    "deploy",
+                )
 
     @dsl.pipeline(name="train-judge-register")
     def train_judge_register(
@@ -142,6 +157,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
             pipeline_job=pipeline_job,
             passed=decision.outputs["Output"],
             models=dsl.Collected(training.outputs["model"]),
+            evaluations=dsl.Collected(training.outputs["evaluation"]),
             gate_result=decision.outputs["result"],
             dataset=dataset,
             base_model=base_model,

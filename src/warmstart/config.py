@@ -547,6 +547,63 @@ class NotifyConfig(_Section):
         return bool(self.webhook_url or self.webhook_secret)
 
 
+class DeployConfig(_Section):
+    enabled: bool = Field(
+        False,
+        description="After register, serve the new champion with a KServe InferenceService, smoke-test it, "
+        "and roll back the traffic and the champion alias if the endpoint does not answer as the gate's "
+        "offline predictions did. Needs a cluster with KServe.",
+    )
+    service_name: str = Field(
+        "",
+        description="InferenceService name. Empty: the registry's model name.",
+    )
+    namespace: str = Field(
+        "",
+        description="Namespace of the InferenceService. Empty: the pipeline pod's own.",
+    )
+    canary_percent: int = Field(
+        10,
+        ge=0,
+        le=100,
+        description="Share of traffic the new version gets while the previous one stays live (KServe "
+        "canaryTrafficPercent); 0 or 100 sends all traffic to it at once. The first deployment takes it all.",
+    )
+    service_account: str = Field(
+        "warmstart-predictor",
+        description="Service account of the predictor pods. KServe's storage initializer reads the model "
+        "from S3 with the Secret this account lists (k8s/overlays/kserve), so no credential is in the "
+        "InferenceService.",
+    )
+    promote: bool = Field(
+        False,
+        description="Once the smoke test passes, move all traffic to the new version (KServe canary "
+        "promotion). False: the canary share stays until someone promotes it.",
+    )
+    gpu: bool = Field(False, description="Give the predictor one GPU (nvidia.com/gpu: 1).")
+    resources: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "1", "memory": "2Gi"},
+        description="Requests (and limits) of the predictor container.",
+    )
+    min_replicas: int = Field(1, ge=0, description="Predictor minReplicas (0 lets KServe scale to zero).")
+    ready_timeout_minutes: float = Field(
+        10.0, gt=0, description="How long the deploy step waits for the InferenceService to be Ready."
+    )
+    smoke_rows: int = Field(
+        32, ge=1, description="Test rows sent to the endpoint, whose predictions must equal the offline ones."
+    )
+    tolerance: float = Field(
+        1e-3,
+        gt=0,
+        description="Largest difference allowed between a served and an offline class probability.",
+    )
+    endpoint: str = Field(
+        "",
+        description="Base URL the smoke test calls. Empty: the InferenceService's status.address.url "
+        "(cluster-local).",
+    )
+
+
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -557,6 +614,7 @@ class Config(_Section):
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
 
     @model_validator(mode="before")
@@ -774,6 +832,11 @@ def check_for_cluster(cfg: Config) -> None:
                 f"{key} '{value}' is a relative path, which means nothing inside a pod; use an absolute "
                 f"path on a volume mounted in the pods, or a pkg:// URI"
             )
+    if cfg.deploy.enabled and not cfg.registry.uri.startswith("s3://"):
+        raise ConfigError(
+            f"deploy.enabled needs registry.uri on s3://, where KServe's storage initializer reads the model "
+            f"(it is '{cfg.registry.uri}'); set registry.uri=s3://BUCKET/PREFIX or deploy.enabled=false"
+        )
     url = cfg.notify.webhook_url
     if url and not url.startswith("env:"):
         raise ConfigError(

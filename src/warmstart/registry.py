@@ -88,6 +88,21 @@ class Registry:
             if self.store.replace(key, record, current[1] if current else None):
                 return True
 
+    def swap_alias(self, name: str, alias: str, expected: int, version: int | None) -> bool:
+        """Point `alias` at `version` (None: remove it) only while it still names `expected`, by
+        compare-and-swap; False when someone moved it meanwhile (then it is left as they set it)."""
+        key = f"{name}/aliases/{alias}.json"
+        while True:
+            current = self.store.read(key)
+            if current is None or json.loads(current[0])["version"] != expected:
+                return False
+            if version is None:
+                self.store.delete(key)
+                return True
+            record = json.dumps({"version": version, "updated": _now()}, indent=2).encode()
+            if self.store.replace(key, record, current[1]):
+                return True
+
     def find(self, name: str, model_sha256: str | None = None, **lineage: Any) -> int | None:
         """The newest version with these weights (if given) and all of the given lineage values."""
         for version in reversed(self.versions(name)):

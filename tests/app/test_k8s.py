@@ -46,6 +46,7 @@ def test_the_expected_overlays_exist():
     assert BUILDS == [
         "base",
         "overlays/gpu",
+        "overlays/kserve",
         "overlays/s3-in-cluster",
         "overlays/standalone-kfp",
         "overlays/trainer",
@@ -178,6 +179,38 @@ def test_the_pipeline_role_grants_only_what_the_components_call():
     assert found == calls, "a new Kubernetes call needs its verb in k8s/base/role.yaml"
 
 
+def test_the_deploy_role_grants_only_what_deploy_calls():
+    """k8s/overlays/kserve adds to the pipeline's account exactly the InferenceService verbs that
+    warmstart/deploy.py uses, and the predictor's account, which lists the S3 Secret and mounts no token."""
+    objects = build("overlays/kserve")
+    role = next(
+        obj for obj in objects if obj["kind"] == "Role" and obj["metadata"]["name"] == "warmstart-deploy"
+    )
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    verbs = {"get": "get", "create": "create", "replace": "update", "delete": "delete"}
+    source = (ROOT / "src" / "warmstart" / "deploy.py").read_text()
+    called = set(re.findall(r"\.(\w+)_namespaced_custom_object\(", source))
+    assert called == set(verbs), "a new InferenceService call needs its verb in deploy-role.yaml"
+    assert granted == {("serving.kserve.io", "inferenceservices", verbs[call]) for call in called}
+    binding = next(
+        obj
+        for obj in objects
+        if obj["kind"] == "RoleBinding" and obj["roleRef"]["name"] == "warmstart-deploy"
+    )
+    assert [s["name"] for s in binding["subjects"]] == [Config().cluster.service_account]
+    predictor = next(obj for obj in objects if obj["metadata"]["name"] == Config().deploy.service_account)
+    assert predictor["kind"] == "ServiceAccount" and predictor["automountServiceAccountToken"] is False
+    assert predictor["secrets"] == [{"name": "warmstart-s3"}]
+    defaults = yaml.safe_load(next(o for o in objects if o["kind"] == "ConfigMap")["data"]["config.yaml"])
+    assert defaults["deploy"]["enabled"] is True
+
+
 @pytest.mark.parametrize("name", BUILDS)
 def test_the_pipeline_defaults_are_a_valid_config_for_the_cluster(name):
     config_map = next(obj for obj in build(name) if obj["kind"] == "ConfigMap")
@@ -215,5 +248,9 @@ def test_the_secret_is_only_a_template_with_empty_values():
         "AWS_SECRET_ACCESS_KEY",
     }
     assert not any(template["stringData"].values())
+    assert set(template["metadata"]["annotations"]) == {
+        "serving.kserve.io/s3-endpoint",
+        "serving.kserve.io/s3-usehttps",
+    }
     for kustomization in K8S.rglob("kustomization.yaml"):
         assert "s3-secret.template.yaml" not in kustomization.read_text()

@@ -253,6 +253,40 @@ def test_notify_is_the_exit_handler_with_its_url_from_a_secret(tmp_path):
     assert "notify.webhook_url is a literal URL" in literal.stderr and "SECRET" not in literal.stderr
 
 
+def test_deploy_follows_register_under_the_same_condition(tmp_path):
+    output = tmp_path / "out.yaml"
+    compiled = run_warmstart(
+        "compile",
+        *(
+            "--output",
+            str(output),
+            "--set",
+            "registry.uri=s3://models/registry",
+            "--set",
+            "deploy.enabled=true",
+        ),
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    pipeline = next(yaml.safe_load_all(output.read_text()))
+    condition = next(
+        c for c in pipeline["components"].values() if "register" in c.get("dag", {}).get("tasks", {})
+    )
+    tasks = condition["dag"]["tasks"]
+    assert set(tasks) == {"register", "deploy"} and tasks["deploy"]["dependentTasks"] == ["register"]
+    artifacts = tasks["deploy"]["inputs"]["artifacts"]
+    assert artifacts["registration"]["taskOutputArtifact"] == {
+        "producerTask": "register",
+        "outputArtifactKey": "registration",
+    }
+    assert set(artifacts) == {"registration", "dataset", "evaluations"}
+    plain = next(yaml.safe_load_all(compile_pipeline(Config(), tmp_path / "q.yaml").read_text()))
+    assert "comp-deploy" not in plain["components"], "deploy is off unless deploy.enabled"
+    local = run_warmstart(
+        "compile", "--output", str(output), "--set", "registry.uri=/mnt/r", "--set", "deploy.enabled=true"
+    )
+    assert local.returncode == 2 and "deploy.enabled needs registry.uri on s3://" in local.stderr
+
+
 def test_compile_command_writes_the_yaml(tmp_path):
     result = run_warmstart(
         "compile",

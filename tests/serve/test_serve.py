@@ -15,19 +15,10 @@ import subprocess
 
 import numpy as np
 import pytest
-from support.registry import register_trained
-from support.serving import WARMSTART, get, post, serving, split_and_offline
-from support.stages import stage_inputs, tiny_config, tiny_image_config
+from support.serving import WARMSTART, get, post, serving, split_and_offline, trained_and_registered
+from support.stages import tiny_config, tiny_image_config
 
-from warmstart.finetune.launch import finetune
 from warmstart.registry import Registry
-
-
-def trained_and_registered(cfg, work):
-    stage_inputs(cfg, work)
-    finetune(cfg, "pretrained", work / "data", work / "base", work / "model", work / "evaluation")
-    record = register_trained(cfg, work / "model", work / "data", work / "base", work / "gate")
-    return work, record
 
 
 @pytest.fixture(scope="module")

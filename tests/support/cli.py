@@ -12,10 +12,17 @@ import yaml
 from support.data import synthetic_rows, write_csv
 
 
-def run_warmstart(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    """The `warmstart` command in a new process, as a user runs it; output captured."""
+def run_warmstart(
+    *args: str, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The `warmstart` command in a new process, as a user runs it (with `env` added to the
+    environment); output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "warmstart", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "warmstart", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env} if env else None,
     )
 
 

@@ -84,3 +84,22 @@ def split_and_offline(dataset_dir: Path, predictions_dir: Path, count: int | Non
     rows = rows[:count] if count else rows
     inputs = [row["text"] if "text" in row else base64.b64encode(row["image"]).decode() for row in rows]
     return inputs, [offline[row["id"]] for row in rows]
+
+
+def trained_and_registered(cfg, work: Path, seed: int | None = None, out: Path | None = None):
+    """Fine-tune the pretrained arm for real (OUT/model, OUT/evaluation; OUT defaults to WORK, which
+    holds the data and base model) and register it as if the gate had passed it; returns OUT and
+    register's record."""
+    from support.registry import register_trained
+    from support.stages import stage_inputs, with_train
+
+    from warmstart.finetune.launch import finetune
+
+    if not (work / "data").exists():
+        stage_inputs(cfg, work)
+    if seed is not None:
+        cfg = with_train(cfg, seed=seed)
+    out = out or work
+    finetune(cfg, "pretrained", work / "data", work / "base", out / "model", out / "evaluation")
+    record = register_trained(cfg, out / "model", work / "data", work / "base", out / "gate")
+    return out, record

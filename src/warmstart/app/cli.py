@@ -158,6 +158,8 @@ def _print_outcome(summary: dict) -> None:
         )
     else:
         console.print("[yellow]not registered[/]: the gate did not pass", highlight=False)
+    if summary.get("deployed"):
+        console.print(f"deploy: {summary['deployed']['summary']}", highlight=False)
 
 
 @app.command()

@@ -122,7 +122,7 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
         registered = registration(cfg, gate_result, run_id)
     report = Path(outcome["gate"]["result"]) / HTML_FILE
     summary = summarize(gate_result, registered, run_id, seconds, progress_file, report)
-    return {**summary, "freshness": outcome["ingest"]["status"]}
+    return {**summary, "freshness": outcome["ingest"]["status"], "deployed": outcome.get("deploy")}
 
 
 def secrets_apart(cfg: Config) -> tuple[Config, dict[str, str]]:

@@ -197,12 +197,14 @@ def register(
     name = cfg.registry.name
     metadata = version_metadata(cfg, gate_result, data_card, base_manifest, digest, run_id, pipeline_job)
     existing = registry.same_model(name, digest, metadata["lineage"])
+    previous = registry.alias(name, "champion")
     if existing is not None:
         return {
             "name": name,
             "version": existing,
             "uri": registry.version_uri(name, existing),
-            "champion": registry.alias(name, "champion") == existing,
+            "champion": previous == existing,
+            "previous_champion": previous,
             "existing": True,
         }
     version = registry.publish(
@@ -214,6 +216,7 @@ def register(
         "version": version,
         "uri": registry.version_uri(name, version),
         "champion": champion,
+        "previous_champion": previous,
         "existing": False,
     }
     if cfg.registry.kubeflow_url:

@@ -1,0 +1,65 @@
+"""Kubernetes objects checked against the real clients' generated models before they are sent.
+
+A custom resource sent through `CustomObjectsApi` is a plain dict, and an API server without strict
+field validation drops a field it does not know without a word. So every key of the object is matched
+against the `openapi_types`/`attribute_map` of the models that the `kubernetes` client and, for
+KServe's resources, the `kserve` package generate from the APIs' OpenAPI specs: an unknown or
+misspelled key, or a value of the wrong kind, is found here instead of vanishing on the cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+_LIST = re.compile(r"^list\[(.+)\]$")
+_DICT = re.compile(r"^dict\(str, (.+)\)$")
+_PRIMITIVES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+def _model(name: str) -> Any:
+    import kubernetes.client.models as core
+
+    argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv when its server module loads
+    try:
+        import kserve.models as serving
+    except ImportError:
+        serving = None
+    finally:
+        sys.argv = argv
+    for module in (serving, core):
+        if module is not None and hasattr(module, name):
+            return getattr(module, name)
+    raise KeyError(name)
+
+
+def problems(value: Any, type_name: str, path: str = "") -> list[str]:
+    """Where `value` (JSON as the API takes it) departs from the model `type_name`, one line each."""
+    if type_name == "object" or value is None:
+        return []
+    if type_name in _PRIMITIVES:
+        ok = isinstance(value, _PRIMITIVES[type_name]) and not (
+            type_name != "bool" and isinstance(value, bool)
+        )
+        return [] if ok else [f"{path or '(top)'}: expected {type_name}, got {type(value).__name__}"]
+    if match := _LIST.match(type_name):
+        if not isinstance(value, list):
+            return [f"{path}: expected a list"]
+        return [p for i, item in enumerate(value) for p in problems(item, match.group(1), f"{path}[{i}]")]
+    if match := _DICT.match(type_name):
+        if not isinstance(value, dict):
+            return [f"{path}: expected a map"]
+        return [p for key, item in value.items() for p in problems(item, match.group(1), f"{path}.{key}")]
+    model = _model(type_name)
+    if not isinstance(value, dict):
+        return [f"{path or '(top)'}: expected an object ({type_name})"]
+    by_key = {key: model.openapi_types[attr] for attr, key in model.attribute_map.items()}
+    found = []
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else key
+        if key not in by_key:
+            found.append(f"{where}: unknown field")
+        else:
+            found += problems(item, by_key[key], where)
+    return found
