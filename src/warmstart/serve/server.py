@@ -69,10 +69,16 @@ class Batcher:
         while True:
             pending = [await self.queue.get()]
             count, deadline = len(pending[0][0]), loop.time() + self.max_wait_s
-            while count < self.max_rows and (left := deadline - loop.time()) > 0:
-                try:
-                    pending.append(await asyncio.wait_for(self.queue.get(), left))
-                except asyncio.TimeoutError:
+            while count < self.max_rows:
+                # What queued while the last pass ran joins this one at once; then wait for more.
+                if not self.queue.empty():
+                    pending.append(self.queue.get_nowait())
+                elif (left := deadline - loop.time()) > 0:
+                    try:
+                        pending.append(await asyncio.wait_for(self.queue.get(), left))
+                    except asyncio.TimeoutError:
+                        break
+                else:
                     break
                 count += len(pending[-1][0])
             rows = [row for request, _ in pending for row in request]
