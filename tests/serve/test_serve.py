@@ -111,6 +111,25 @@ def test_a_bad_request_gets_a_400_with_one_line(text_server, path, body, reason)
     assert reason in answer["error"] and "\n" not in answer["error"]
 
 
+def test_a_body_sent_as_curl_sends_it_without_a_json_content_type_is_read(text_server):
+    import urllib.error
+    import urllib.request
+
+    url = f"{text_server}/v1/models/tiny:predict"
+    request = urllib.request.Request(url, data=b'{"instances": ["fine"]}')  # form-encoded, as `curl -d` says
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert len(json.loads(response.read())["predictions"]) == 1
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, data=b"instances=fine"), timeout=60)
+    except urllib.error.HTTPError as err:
+        assert err.code == 400
+        assert json.loads(err.read())["error"] == 'the request body is not JSON: send {"instances": [...]}'
+    else:
+        raise AssertionError("a body that is not JSON was answered")
+    status, answer = post(url, b"{not json")  # with the JSON content type, KServe's own 400
+    assert status == 400 and "Unrecognized request format" in answer["error"] and "\n" not in answer["error"]
+
+
 def test_an_unknown_model_is_a_404(text_server):
     status, _ = post(f"{text_server}/v1/models/nope:predict", {"instances": ["x"]})
     assert status == 404

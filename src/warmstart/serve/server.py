@@ -21,6 +21,7 @@ import asyncio
 import base64
 import binascii
 import io
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -175,6 +176,13 @@ def build_model(name: str, classifier: Classifier, max_batch_rows: int = 64, max
             return self._rows(values, f"input '{chosen[0].name}'")
 
         async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+            if isinstance(
+                payload, bytes | str
+            ):  # KServe leaves a body without a JSON content type as it came
+                try:
+                    payload = json.loads(payload)
+                except ValueError:
+                    raise _invalid('the request body is not JSON: send {"instances": [...]}') from None
             if isinstance(payload, InferRequest):
                 rows = self._v2_rows(payload)
             elif isinstance(payload, dict) and isinstance(payload.get("instances"), list):
