@@ -165,6 +165,10 @@ def smoke_test(
     if str(answer.get("model_version")) != str(version):
         raise DeployFailed(f"the endpoint answered as version {answer.get('model_version')!r}, not {version}")
     outputs = {output["name"]: output for output in answer.get("outputs", [])}
+    if not {"label", "probabilities"} <= set(outputs):
+        raise DeployFailed(
+            f"the endpoint's answer has outputs {sorted(outputs)}, not label and probabilities"
+        )
     served = np.asarray(outputs["probabilities"]["data"], dtype=np.float32).reshape(len(inputs), -1)
     served_labels = outputs["label"]["data"]
     wrong = [i for i, label in enumerate(served_labels) if label != labels[int(expected[i].argmax())]]

@@ -12,11 +12,12 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 from support.kserve_api import KServeStandIn
-from support.serving import trained_and_registered
+from support.serving import serving, trained_and_registered
 from support.stages import tiny_config
 
 from warmstart import kube_models
-from warmstart.deploy import build_inference_service, deploy
+from warmstart.artifacts import load_card
+from warmstart.deploy import DeployFailed, build_inference_service, deploy, smoke_inputs, smoke_test
 from warmstart.errors import ConfigError, ModelError
 from warmstart.registry import Registry
 
@@ -263,3 +264,30 @@ def test_a_run_registers_deploys_and_says_so_in_its_one_message(tmp_path, tiny_p
     finally:
         server.close()
         receiver.shutdown()
+
+
+def test_the_smoke_test_refuses_other_labels_or_probabilities_off_by_more_than_the_tolerance(
+    versions, tmp_path
+):
+    work, cfg, made = versions
+    version_dir = Registry(cfg.registry.uri).version_uri("tiny", 1)
+    inputs, expected = smoke_inputs(work / "data", work / "v0" / "evaluation", 16)
+    labels = load_card(work / "data")["label_names"]
+    with serving("--model-dir", version_dir, "--name", "tiny", log=tmp_path / "serve.log") as url:
+        smoke_test(url, "tiny", 1, "text", inputs, expected, labels, 1e-3)  # as judged: passes
+        flipped = expected.copy()
+        flipped[3] = flipped[3][::-1]
+        if flipped[3].argmax() == expected[3].argmax():
+            flipped[3] = [1.0, 0.0] if expected[3].argmax() == 1 else [0.0, 1.0]
+        with pytest.raises(
+            DeployFailed, match="other labels than the gate judged for 1 of 16 test rows .first: row 3"
+        ):
+            smoke_test(url, "tiny", 1, "text", inputs, flipped, labels, 1e-3)
+        nudged = expected.copy()
+        surest = int(abs(nudged[:, 0] - 0.5).argmax())  # moving it by 0.01 keeps its label
+        nudged[surest] += [0.01, -0.01] if nudged[surest, 0] < 0.5 else [-0.01, 0.01]
+        with pytest.raises(
+            DeployFailed,
+            match=r"probabilities differ from the offline ones by up to .* \(deploy.tolerance 0.001\)",
+        ):
+            smoke_test(url, "tiny", 1, "text", inputs, nudged, labels, 1e-3)

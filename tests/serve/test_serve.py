@@ -15,9 +15,10 @@ import subprocess
 
 import numpy as np
 import pytest
-from support.serving import WARMSTART, get, post, serving, split_and_offline, trained_and_registered
+from support.serving import WARMSTART, get, post, serving, trained_and_registered
 from support.stages import tiny_config, tiny_image_config
 
+from warmstart.deploy import smoke_inputs
 from warmstart.registry import Registry
 
 
@@ -35,13 +36,14 @@ def text_server(text_version):
 
 
 def assert_same_as_offline(labels, probabilities, offline, label_names):
-    assert labels == [label_names[row["predicted"]] for row in offline]
-    np.testing.assert_allclose(probabilities, [row["probabilities"] for row in offline], atol=1e-4)
+    """`offline`: finetune's probabilities for the same rows (predictions.parquet, what the gate judged)."""
+    assert labels == [label_names[i] for i in offline.argmax(axis=1)]
+    np.testing.assert_allclose(probabilities, offline, atol=1e-4)
 
 
 def test_text_v1_and_v2_answer_what_the_gate_judged(text_version, text_server):
     work, record = text_version
-    texts, offline = split_and_offline(work / "data", work / "evaluation")
+    texts, offline = smoke_inputs(work / "data", work / "evaluation", count=1_000_000)
     names = Registry(str(work / "registry")).metadata("tiny", record["version"])["config"]
     label_names = json.loads((work / "data" / "data_card.json").read_text())["label_names"]
     assert names  # the version's config travels with it
@@ -139,7 +141,7 @@ def test_images_are_served_as_the_gate_judged_them(tmp_path, image_folder, tiny_
     work, record = trained_and_registered(
         tiny_image_config(image_folder, tiny_vision_model, tmp_path / "r"), tmp_path
     )
-    images, offline = split_and_offline(work / "data", work / "evaluation")
+    images, offline = smoke_inputs(work / "data", work / "evaluation", count=1_000_000)
     label_names = json.loads((work / "data" / "data_card.json").read_text())["label_names"]
     version_dir = Registry(str(tmp_path / "r")).version_uri("tiny", record["version"])
     # A version's directory as KServe's storage initializer leaves it in /mnt/models.

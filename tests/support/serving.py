@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -14,8 +13,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-
-import pyarrow.parquet as pq
 
 WARMSTART = str(Path(sys.executable).parent / "warmstart")
 
@@ -75,15 +72,6 @@ def serving(*args: str, log: Path, ready_path: str = "/v2/health/ready", timeout
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def split_and_offline(dataset_dir: Path, predictions_dir: Path, count: int | None = None):
-    """The test split's inputs (text, or base64 images) beside the offline predictions of each row."""
-    rows = pq.read_table(dataset_dir / "test.parquet").to_pylist()
-    offline = {row["id"]: row for row in pq.read_table(predictions_dir / "predictions.parquet").to_pylist()}
-    rows = rows[:count] if count else rows
-    inputs = [row["text"] if "text" in row else base64.b64encode(row["image"]).decode() for row in rows]
-    return inputs, [offline[row["id"]] for row in rows]
 
 
 def trained_and_registered(cfg, work: Path, seed: int | None = None, out: Path | None = None):
