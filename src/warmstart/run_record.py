@@ -4,7 +4,8 @@ KFP's exit handler learns only the run's final state (PipelineTaskFinalStatus), 
 returned. So the stages that decide something (ingest: train or skip; gate: the verdict; register: the
 version; deploy: the endpoint) and any stage that fails write a small JSON record under the run's own
 prefix on shared storage, `<checkpoint root>/runs/<pipeline job>/`, and notify reads them back to
-say in one message what the run did. Without a pipeline job name or a storage root nothing is written.
+say in one message what the run did, then removes them. Without notify configured, a pipeline job
+name or a storage root, nothing is written.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def run_record(config: dict[str, Any] | Config, pipeline_job: str, task: str = "
         return None
     try:
         cfg = config if isinstance(config, Config) else Config.from_dict(config)
+        if not cfg.notify.enabled():  # nobody would read it, and nobody would remove it
+            return None
         root = cfg.checkpoint_root()
         if not root:
             return None

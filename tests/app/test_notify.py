@@ -74,3 +74,41 @@ def test_one_message_for_each_way_a_run_ends(tmp_path, tiny_pretrained_model, re
     assert not [
         p for p in (tmp_path / "work" / "registry" / ".checkpoints" / "runs").rglob("*") if p.is_file()
     ]
+
+
+def test_the_run_record_is_kept_only_for_notify_and_a_retry_that_succeeds_clears_its_failure(tmp_path):
+    from warmstart.config import Config
+    from warmstart.run_record import run_record
+
+    registry = {"uri": str(tmp_path / "registry")}
+    assert run_record(Config.from_dict({"registry": registry}), "job-1") is None, "no notify: nothing kept"
+    cfg = Config.from_dict({"registry": registry, "notify": {"webhook_url": "env:HOOK"}})
+    assert run_record(cfg, "") is None
+    record = run_record(cfg, "job-1", task="finetune-seed0")
+    record.write("ingest", {"train": True})
+    record.failed("finetune[pretrained]", "out of memory", "user")
+    run_record(cfg, "job-1", task="finetune-seed1").failed("finetune[pretrained]", "later", "user")
+    assert record.first_failure()["message"] == "out of memory"
+    record.succeeded("finetune[pretrained]")  # seed 0's retry succeeded; seed 1's failure stays
+    assert record.first_failure()["message"] == "later"
+    assert set(record.read()) == {"ingest", "failed-finetune-seed1"}
+    record.clear()
+    assert record.read() == {}
+
+
+def test_an_interrupt_with_only_the_run_record_on_disk_says_start_again(tmp_path):
+    """The run's record lives beside the checkpoints; it is not a checkpoint to resume from."""
+    from types import SimpleNamespace
+
+    from warmstart.app.local_run import interrupted_line
+    from warmstart.config import Config
+    from warmstart.run_record import run_record
+
+    cfg = Config.from_dict(
+        {"registry": {"uri": str(tmp_path / "registry")}, "notify": {"webhook_url": "env:HOOK"}}
+    )
+    run_record(cfg, "job-1").write("ingest", {"train": True})
+    tasks = SimpleNamespace(during=["finetune"], started={"ingest", "finetune"})
+    assert interrupted_line(cfg, tasks, "run-1").endswith(
+        "rerun to start again (training had written no checkpoint yet)"
+    )

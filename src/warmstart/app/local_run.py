@@ -19,6 +19,7 @@ from warmstart.artifacts import HTML_FILE, load_result
 from warmstart.config import Config
 from warmstart.errors import ConfigError, WarmstartError
 from warmstart.registry import Registry
+from warmstart.run_record import RUNS_DIR
 from warmstart.stage import CPU_THREADS_ENV, OUTCOME_FILE_ENV
 from warmstart.storage import open_store, s3_client, scheme_of
 
@@ -195,7 +196,7 @@ def interrupted_line(cfg: Config, tasks: TaskProcesses, run_id: str) -> str:
     rerun = "rerun to start again"
     if "finetune" in tasks.started and cfg.placement.checkpoint_steps and cfg.checkpoint_root():
         with contextlib.suppress(WarmstartError):
-            if open_store(cfg.checkpoint_root()).children(""):
+            if [name for name in open_store(cfg.checkpoint_root()).children("") if name != RUNS_DIR]:
                 rerun = "rerun to resume from the last checkpoint"
             else:
                 rerun = "rerun to start again (training had written no checkpoint yet)"
