@@ -31,6 +31,12 @@ def _model(name: str) -> Any:
     for module in (serving, core):
         if module is not None and hasattr(module, name):
             return getattr(module, name)
+    if serving is None:
+        from warmstart.errors import ConfigError
+
+        raise ConfigError(
+            f"checking a KServe object ({name}) needs KServe's models: pip install 'warmstart[serve]'"
+        )
     raise KeyError(name)
 
 
