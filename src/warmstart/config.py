@@ -69,6 +69,14 @@ class DataConfig(_Section):
         description="Share of rows held out for the test split when no test_source is given.",
     )
     split_seed: int = Field(42, ge=0, description="Seed of the stratified splits.")
+    shots_per_class: int = Field(
+        0,
+        ge=0,
+        description="The few-shot regime: keep K training rows of each class (seeded, and nested: the rows "
+        "of K=8 are among those of K=16), after the validation and test rows were taken apart, which keep "
+        "their size. A class with fewer training rows keeps them all (the data card says which). "
+        "0: every training row.",
+    )
 
     @field_validator("encoding")
     @classmethod

@@ -187,8 +187,27 @@ def _split(
     train_rows, validation_rows = rest[train_rows], rest[validation_rows]
     kept = _unseen(keys, validation_rows, train_rows)
     leaked["validation"] = len(validation_rows) - len(kept)
+    if cfg.shots_per_class:  # after the held-out splits, so they are the same for every K
+        train_rows = few_shot(
+            source["label"].take(train_rows), cfg.shots_per_class, cfg.split_seed + 2, train_rows
+        )
     splits = {"train": source.take(train_rows), "validation": source.take(kept), "test": test}
     return splits, leaked, removed
+
+
+def few_shot(labels: pa.ChunkedArray, shots: int, seed: int, rows: np.ndarray) -> np.ndarray:
+    """`rows` cut to `shots` of each class, in their order. Each class's rows are ranked once by a
+    permutation seeded by `seed` and the class's name alone, so a smaller K keeps a subset of a larger
+    K's rows."""
+    codes = pc.dictionary_encode(labels.combine_chunks())
+    indices = codes.indices.to_numpy(zero_copy_only=False)
+    keep = np.zeros(len(rows), dtype=bool)
+    for code, label in enumerate(codes.dictionary.to_pylist()):
+        members = np.flatnonzero(indices == code)
+        class_seed = int.from_bytes(hashlib.sha256(f"{seed}:{label}".encode()).digest()[:8], "little")
+        ranked = members[np.random.default_rng(class_seed).permutation(len(members))]
+        keep[ranked[:shots]] = True
+    return rows[keep]
 
 
 def _check_labels(cfg: DataConfig, fmt: str, names: list[str], splits: dict[str, pa.Table]) -> None:
@@ -235,6 +254,20 @@ def _card(
         "label_distribution": {name: _label_counts(split, names) for name, split in splits.items()},
         "removed": removed,
         "split_seed": cfg.split_seed,
+        **(
+            {
+                "shots_per_class": {
+                    "shots": cfg.shots_per_class,
+                    "short": {
+                        label: count
+                        for label, count in _label_counts(splits["train"], names).items()
+                        if count < cfg.shots_per_class
+                    },
+                }
+            }
+            if cfg.shots_per_class
+            else {}
+        ),
         "fingerprints": split_fingerprints,
         "fingerprint": hashlib.sha256(
             "".join(f"{k}:{v}\n" for k, v in sorted(split_fingerprints.items())).encode()
