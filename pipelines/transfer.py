@@ -39,8 +39,7 @@ from warmstart.components import (
 )
 
 from warmstart.app import cluster
-from warmstart.config import Config
-from warmstart.errors import ConfigError
+from warmstart.config import Config, refuse_literal_webhook
 from warmstart.finetune.trainjob import IMAGE_ENV
 from warmstart.notify import WEBHOOK_ENV
 
@@ -214,10 +213,7 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
 def compile_pipeline(config: Config, output: str | Path, image: str = DEFAULT_IMAGE) -> Path:
     """Write the pipeline YAML that Kubeflow Pipelines uploads (a literal webhook URL is refused: the
     config is in it for anyone who can read the pipeline)."""
-    if config.notify.webhook_url and not config.notify.webhook_url.startswith("env:"):
-        raise ConfigError(
-            "notify.webhook_url is a literal URL; a compiled pipeline takes it from notify.webhook_secret"
-        )
+    refuse_literal_webhook(config)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(config, image), package_path=str(output))

@@ -845,6 +845,12 @@ def check_for_cluster(cfg: Config) -> None:
             f"deploy.enabled needs registry.uri on s3://, where KServe's storage initializer reads the model "
             f"(it is '{cfg.registry.uri}'); set registry.uri=s3://BUCKET/PREFIX or deploy.enabled=false"
         )
+    refuse_literal_webhook(cfg)
+
+
+def refuse_literal_webhook(cfg: Config) -> None:
+    """A compiled pipeline carries its config for anyone who can read the pipeline to see; a webhook
+    URL (its own credential) must come from a Secret instead."""
     url = cfg.notify.webhook_url
     if url and not url.startswith("env:"):
         raise ConfigError(

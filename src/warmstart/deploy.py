@@ -39,7 +39,6 @@ MODEL_ANNOTATION = "warmstart.dev/model"
 # KServe (Knative mode) gives the latest revision its own URL, so the smoke test reaches the canary.
 TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
 PORT = 8080
-NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 POLL_SECONDS = 5.0
 
 
@@ -185,21 +184,19 @@ def smoke_test(
 
 
 def _client() -> Any:
-    from kubernetes import client, config
+    from kubernetes import client
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
+    kube_models.load_client_config()
     return client.CustomObjectsApi()
 
 
 def _namespace(cfg: Config) -> str:
-    if cfg.deploy.namespace:
-        return cfg.deploy.namespace
-    if NAMESPACE_FILE.exists():
-        return NAMESPACE_FILE.read_text().strip()
-    raise ConfigError("deploy.namespace is empty and this is not a pod; set the InferenceService's namespace")
+    namespace = cfg.deploy.namespace or kube_models.pod_namespace()
+    if not namespace:
+        raise ConfigError(
+            "deploy.namespace is empty and this is not a pod; set the InferenceService's namespace"
+        )
+    return namespace
 
 
 def _api_error(err: Any, doing: str, namespace: str) -> ModelError:
@@ -210,11 +207,9 @@ def _api_error(err: Any, doing: str, namespace: str) -> ModelError:
         )
     if err.status == 404:
         return ModelError(f"the cluster has no InferenceService API ({GROUP}/{VERSION}); install KServe")
-    try:
-        reason = json.loads(err.body).get("message", "") or err.reason
-    except (TypeError, ValueError, AttributeError):
-        reason = err.reason
-    return ModelError(f"{doing} InferenceService in {namespace} failed: {err.status} {reason}")
+    return ModelError(
+        f"{doing} InferenceService in {namespace} failed: {err.status} {kube_models.api_message(err)}"
+    )
 
 
 class Services:

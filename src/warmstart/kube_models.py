@@ -9,8 +9,10 @@ misspelled key, or a value of the wrong kind, is found here instead of vanishing
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 _LIST = re.compile(r"^list\[(.+)\]$")
@@ -18,16 +20,53 @@ _DICT = re.compile(r"^dict\(str, (.+)\)$")
 _PRIMITIVES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 
 
+# A pod's own namespace, where the service account's token is mounted.
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def import_kserve() -> Any:
+    """The kserve package (None when it is not installed), imported with an empty argv: its
+    model_server module parses sys.argv when it loads, and would take this process's arguments."""
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        import kserve
+        import kserve.model_server  # noqa: F401
+        import kserve.models  # noqa: F401
+    except ImportError:
+        return None
+    finally:
+        sys.argv = argv
+    return kserve
+
+
+def load_client_config() -> None:
+    """The kubernetes client's configuration: the pod's service account, else the user's kubeconfig."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+def pod_namespace() -> str | None:
+    """The namespace of the pod this runs in; None outside a pod."""
+    return NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else None
+
+
+def api_message(err: Any) -> str:
+    """What the API server said in an ApiException (its Status message), else the HTTP reason."""
+    try:
+        return json.loads(err.body).get("message", "") or str(err.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(err.reason)
+
+
 def _model(name: str) -> Any:
     import kubernetes.client.models as core
 
-    argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv when its server module loads
-    try:
-        import kserve.models as serving
-    except ImportError:
-        serving = None
-    finally:
-        sys.argv = argv
+    kserve = import_kserve()
+    serving = kserve.models if kserve else None
     for module in (serving, core):
         if module is not None and hasattr(module, name):
             return getattr(module, name)

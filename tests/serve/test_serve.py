@@ -44,9 +44,7 @@ def assert_same_as_offline(labels, probabilities, offline, label_names):
 def test_text_v1_and_v2_answer_what_the_gate_judged(text_version, text_server):
     work, record = text_version
     texts, offline = smoke_inputs(work / "data", work / "evaluation", count=1_000_000)
-    names = Registry(str(work / "registry")).metadata("tiny", record["version"])["config"]
     label_names = json.loads((work / "data" / "data_card.json").read_text())["label_names"]
-    assert names  # the version's config travels with it
 
     status, v1 = post(f"{text_server}/v1/models/tiny:predict", {"instances": texts})
     assert status == 200

@@ -19,7 +19,6 @@ never as values.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -29,11 +28,11 @@ from typing import Any
 from warmstart.config import Config
 from warmstart.errors import ConfigError, ModelError
 from warmstart.finetune.checkpoints import arm_run
+from warmstart.kube_models import api_message, load_client_config, pod_namespace
 from warmstart.storage import fetch_tree, open_store, put_tree, scheme_of
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 IMAGE_ENV = "WARMSTART_IMAGE"  # set on the finetune task at compile time: the pipeline's own image
-NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 # Labels the Trainer's JobSet puts on the pods of a TrainJob; node 0's log is the one streamed.
 JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
@@ -146,20 +145,16 @@ def _node_patch(pod_spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _clients() -> tuple[Any, Any]:
-    from kubernetes import client, config
+    from kubernetes import client
 
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
+    load_client_config()
     return client.CustomObjectsApi(), client.CoreV1Api()
 
 
 def _namespace(cfg: Config) -> str:
-    if cfg.placement.trainer_namespace:
-        return cfg.placement.trainer_namespace
-    if NAMESPACE_FILE.exists():
-        return NAMESPACE_FILE.read_text().strip()
+    namespace = cfg.placement.trainer_namespace or pod_namespace()
+    if namespace:
+        return namespace
     raise ConfigError(
         "placement.trainer_namespace is empty and this is not a pod; set the namespace for the TrainJob"
     )
@@ -176,13 +171,6 @@ def _create(custom: Any, namespace: str, job: dict[str, Any]) -> None:
     # Strict: a field the cluster's Trainer does not know is refused rather than dropped, so a job
     # built for a newer Trainer than the cluster runs says so at once.
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job, field_validation="Strict")
-
-
-def _refusal(err: Any) -> str:
-    try:
-        return json.loads(err.body).get("message", "") or str(err.reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(err.reason)
 
 
 def submit(custom: Any, namespace: str, job: dict[str, Any]) -> None:
@@ -208,7 +196,7 @@ def submit(custom: Any, namespace: str, job: dict[str, Any]) -> None:
             ) from None
         if err.status in (400, 422):
             raise ModelError(
-                f"the cluster refused TrainJob {namespace}/{name}: {_refusal(err)}; warmstart writes TrainJobs "
+                f"the cluster refused TrainJob {namespace}/{name}: {api_message(err)}; warmstart writes TrainJobs "
                 f"for Kubeflow Trainer {RELEASE} (v2.2 or newer needed)"
             ) from None
         if err.status != 409:

@@ -22,7 +22,6 @@ import base64
 import binascii
 import io
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,19 +32,13 @@ from warmstart.serve.model import Classifier
 
 
 def _kserve():
-    """kserve, imported with an empty argv: its model_server module parses sys.argv when imported."""
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        import kserve
-        import kserve.model_server  # noqa: F401
-    except ImportError:
+    from warmstart.kube_models import import_kserve
+
+    kserve = import_kserve()
+    if kserve is None:
         from warmstart.errors import ConfigError
 
-        raise ConfigError(
-            "warmstart serve needs KServe's model server: pip install 'warmstart[serve]'"
-        ) from None
-    finally:
-        sys.argv = argv
+        raise ConfigError("warmstart serve needs KServe's model server: pip install 'warmstart[serve]'")
     return kserve
 
 
