@@ -1,4 +1,5 @@
-"""Shared fixtures: synthetic labelled text, tiny random BERT models, and the real demo assets."""
+"""Shared fixtures: synthetic labelled text, tiny random BERT, ViT and wav2vec2 models, speech spoken by
+espeak-ng, and the real demo assets."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support.audio import ESPEAK, spoken_words, tiny_wav2vec2
 from support.data import synthetic_rows, write_csv, write_image_folder
 from support.s3 import S3_ACCESS_KEY, S3_BUCKET, S3_SECRET_KEY, S3Server
 from support.stages import stage_inputs, tiny_config
@@ -81,6 +83,21 @@ def tiny_vision_model(tmp_path_factory) -> Path:
     ViTModel(config, add_pooling_layer=False).save_pretrained(target)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(target)
     return target
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_model(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide wav2vec2 with random weights and its 16 kHz feature extractor (safetensors)."""
+    return tiny_wav2vec2(tmp_path_factory.mktemp("tiny-random-wav2vec2"))
+
+
+@pytest.fixture(scope="session")
+def spoken_keywords(tmp_path_factory) -> Path:
+    """Real speech: "yes", "no", "up" and "down" spoken by espeak-ng in four accents, three speeds and two
+    pitches (96 WAV files at 22,050 Hz, one folder per word). Skips without espeak-ng."""
+    if ESPEAK is None:
+        pytest.skip("needs Debian's espeak-ng (apt-get install espeak-ng)")
+    return spoken_words(tmp_path_factory.mktemp("speech") / "keywords", speeds=(120, 160, 200))
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ another stage to learn a file name. A leaf of the stages: it imports only errors
 
 What lies in each KFP artifact's directory:
 
-- ingest → `dataset`: `train/validation/test.parquet` (columns id, text or image, label) and CARD_FILE.
+- ingest → `dataset`: `train/validation/test.parquet` (columns id, text, or name and image, or name, audio and sample_rate; label) and CARD_FILE.
 - fetch_model → `base_model`: the model's safetensors, config and tokenizer or image processor, and
   MANIFEST_FILE (source, revision, sha256 of every file); `screening`: SCREENING_FILE (the LogME
   ranking), PROBE_FILE and PROBE_PREDICTIONS_FILE (the linear probe of the start).

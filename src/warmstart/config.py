@@ -52,6 +52,26 @@ class DataConfig(_Section):
         "(also Parquet's {bytes, path} image structs). Empty: the table holds text. A folder as `source` needs "
         "no columns: one subfolder per class, named after it.",
     )
+    audio_column: str = Field(
+        "",
+        description="Audio classification from a table: the column holding each clip, as a file path (relative "
+        "to the data file's folder, absolute, or an s3:// or http(s):// URI) or as the encoded bytes (also "
+        "🤗 datasets' Parquet {bytes, path} audio structs); WAV, FLAC, OGG or MP3. Empty: the table holds text "
+        "(or images). A folder of audio files, one subfolder per class, needs no columns.",
+    )
+    sample_rate: int = Field(
+        16000,
+        ge=1000,
+        le=192000,
+        description="Audio: the rate (Hz) ingest resamples every clip to, once. 16 kHz is what wav2vec2, HuBERT, "
+        "WavLM, AST and Whisper take; a model that wants another rate is fed clips resampled again as they are read.",
+    )
+    max_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Audio: longer clips are cut to their first max_seconds (the data card counts them).",
+    )
     label_column: str = Field("label", description="Column holding the class label.")
     encoding: str = Field(
         "utf-8",
@@ -126,6 +146,14 @@ class TrainConfig(_Section):
         description="feature_extraction: run the frozen network once over the training and validation rows and train the layer "
         "on the stored features, instead of re-running it every epoch. Same result, far less compute.",
     )
+    augment: bool = Field(
+        False,
+        description="Train-time data augmentation, the same for both arms (seeded by train.seed, epoch and row, so "
+        "the pretrained and the scratch arm see exactly the same augmented rows) and never applied to validation "
+        "or test rows. Images: random resized crops, horizontal flips and colour jitter (kornia). Audio: gain, "
+        "noise, time shift and speed (audiomentations, in the warmstart[audio] extra). Not for text (see "
+        "docs/data.md). With feature_extraction the features are then computed on every pass, not cached.",
+    )
     freeze_layers: int = Field(
         2, ge=0, le=1000, description="partial_freeze: blocks kept frozen, from the bottom."
     )
@@ -170,7 +198,13 @@ class TrainConfig(_Section):
         "runs long texts before short ones and, where length goes with the label (spam is longer than "
         "ham), makes whole batches of one class; a from-scratch model then stayed at the majority class.",
     )
-    learning_rate: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate of the pretrained arm.")
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Peak learning rate of the pretrained arm. Empty (null): the middle rate of train.strategy's "
+        "default grid (5e-5 for full; see tune.learning_rates), which is what an untuned run trains at.",
+    )
     scratch_learning_rate: float = Field(
         5e-4,
         gt=0,
@@ -283,6 +317,39 @@ class PlacementConfig(_Section):
     )
 
 
+# The pretrained arm's default rates for each train.strategy, (low, middle, high) for AdamW with warmup and
+# linear decay: the grid where tune.learning_rates is empty, and the middle rate where train.learning_rate is
+# left empty, which is also what an untuned run trains at. One grid for all strategies cannot
+# work: they train different parameters, and a fresh linear layer on frozen features needs steps a hundred
+# times larger than a pretrained encoder tolerates. Each grid spans the rates the strategy's own recipes use:
+# - full: BERT's fine-tuning range, {2e-5, 3e-5, 5e-5} (Devlin et al., NAACL 2019, appendix A.3), up to 1e-4;
+#   the demo's pretrained arm chose 5e-5, and 1e-4 on 1,800 longer phrases (bench/RESULTS.md).
+# - partial_freeze: the blocks that train are trained as in full fine-tuning, so full's rates.
+# - llrd: 1e-4 at the top with layer decay 0.8, ELECTRA-Base's GLUE recipe (Clark et al., ICLR 2020, table 7;
+#   google-research/electra configure_finetuning.py), which is train.layer_decay's default; the blocks below
+#   train at 0.8^k of it, so the top rate sits above full fine-tuning's.
+# - lora: 4e-4 to 5e-4 for RoBERTa-base with rank 8 and alpha 16 (Hu et al., ICLR 2022, table 9;
+#   microsoft/LoRA examples/NLU/roberta_base_mnli.sh: 5e-4), train.lora_rank's and lora_alpha's defaults.
+# - feature_extraction: 1e-2, SetFit's head_learning_rate for a linear head on a sentence-transformer's
+#   features (setfit.TrainingArguments), and the rate bench/feature_extraction.py trains MiniLM's layer at;
+#   bench/few_shot.py records which of the three the search chose at each K.
+STRATEGY_LEARNING_RATES: dict[str, tuple[float, float, float]] = {
+    "feature_extraction": (3e-3, 1e-2, 3e-2),
+    "full": (2e-5, 5e-5, 1e-4),
+    "partial_freeze": (2e-5, 5e-5, 1e-4),
+    "llrd": (5e-5, 1e-4, 2e-4),
+    "lora": (2e-4, 5e-4, 1e-3),
+}
+
+
+def _strategy_grids() -> str:
+    """The default grids as the config reference lists them: `full [2e-5, 5e-5, 1e-4]`, ..."""
+    return ", ".join(
+        f"{strategy} [{', '.join(f'{rate:.0e}'.replace('e-0', 'e-') for rate in rates)}]"
+        for strategy, rates in STRATEGY_LEARNING_RATES.items()
+    )
+
+
 class TuneConfig(_Section):
     """The learning-rate search each arm gets, on the same step budget (see warmstart.finetune.tuning)."""
 
@@ -290,17 +357,20 @@ class TuneConfig(_Section):
         True,
         description="Tune each arm's learning rate on the validation split before the gate compares them: every rate "
         "of the arm's grid trains on the same step budget, by successive halving, and the gate compares the two "
-        "chosen runs. false: each arm trains once, at train.learning_rate or train.scratch_learning_rate.",
+        "chosen runs. false: each arm trains once, at its own rate (train.scratch_learning_rate; "
+        "train.learning_rate, or the strategy's middle rate when that is empty).",
     )
     learning_rates: list[float] = Field(
-        default_factory=lambda: [2e-5, 1e-4],
+        default_factory=list,
         max_length=32,
-        description="The pretrained arm's grid. train.learning_rate is always tried as well.",
+        description="The pretrained arm's grid. Empty: the grid of train.strategy, "
+        f"{_strategy_grids()}. train.learning_rate, when set, is always tried as well.",
     )
     scratch_learning_rates: list[float] = Field(
         default_factory=lambda: [2e-4, 1e-3],
         max_length=32,
-        description="The scratch arm's grid. train.scratch_learning_rate is always tried as well.",
+        description="The scratch arm's grid, whatever train.strategy (the scratch arm trains every weight of its "
+        "random init). train.scratch_learning_rate is always tried as well.",
     )
     reduction: int = Field(
         3,

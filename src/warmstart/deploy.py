@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from warmstart import kube_models
 from warmstart.artifacts import PREDICTIONS_FILE, load_card, load_summary
+from warmstart.audio import wav_bytes
 from warmstart.config import Config
 from warmstart.errors import ConfigError, ModelError, WarmstartError
 from warmstart.registry import Registry
@@ -117,14 +118,25 @@ def build_inference_service(
 
 
 def smoke_inputs(dataset_dir: Path, evaluation_dir: Path, count: int) -> tuple[list[str], np.ndarray]:
-    """The first `count` test rows as a request sends them (text, or base64 images), and the class
+    """The first `count` test rows as a request sends them (text, base64 images, or base64 float WAV
+    files of the stored audio samples, which decode to exactly those samples), and the class
     probabilities finetune predicted for them offline."""
     rows = pq.read_table(dataset_dir / "test.parquet").slice(0, count).to_pylist()
     offline = {
         r["id"]: r["probabilities"] for r in pq.read_table(evaluation_dir / PREDICTIONS_FILE).to_pylist()
     }
-    inputs = [row["text"] if "text" in row else base64.b64encode(row["image"]).decode() for row in rows]
+    inputs = [_request_row(row) for row in rows]
     return inputs, np.asarray([offline[row["id"]] for row in rows], dtype=np.float32)
+
+
+def _request_row(row: dict[str, Any]) -> str:
+    if "text" in row:
+        return row["text"]
+    if "audio" in row:
+        return base64.b64encode(
+            wav_bytes(np.frombuffer(row["audio"], np.float32), row["sample_rate"])
+        ).decode()
+    return base64.b64encode(row["image"]).decode()
 
 
 def judged_evaluation(evaluation_dirs: list[Path], model_sha256: str) -> Path:
@@ -360,7 +372,7 @@ def deploy(
     evaluation = judged_evaluation([Path(d) for d in evaluation_dirs], metadata["model_sha256"])
     inputs, expected = smoke_inputs(Path(dataset_dir), evaluation, cfg.deploy.smoke_rows)
     card = load_card(dataset_dir)
-    input_name = "image" if metadata.get("modality") == "image" else "text"
+    input_name = metadata.get("modality") if metadata.get("modality") in ("image", "audio") else "text"
     service_id, namespace = service_name(cfg), _namespace(cfg)
     services = Services(custom if custom is not None else _client(), namespace)
 

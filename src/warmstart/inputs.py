@@ -1,9 +1,11 @@
-"""Model inputs: what turns a split's rows into tensors, for text and for images.
+"""Model inputs: what turns a split's rows into tensors, for text, images and audio.
 
-finetune, the feature cache and evaluate_champion go through one of these two classes, so the rest
-of the training code does not care what kind of data it has. Text is tokenized once (evaluation
-rows sorted by length, so their batches carry little padding); images stay encoded in the splits and
-are decoded and processed batch by batch, as they are read.
+finetune, the feature cache and evaluate_champion go through one of these classes, so the rest of
+the training code does not care what kind of data it has. Text is tokenized once (evaluation rows
+sorted by length, so their batches carry little padding); images stay encoded in the splits and are
+decoded and processed batch by batch, as they are read; audio is stored decoded, and each clip goes
+through the model's feature extractor as it is read, padded per batch by the collator. Training rows
+of images and audio can be augmented (`warmstart.augment`), never evaluation rows.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from warmstart.errors import ConfigError, ModelError
+from warmstart.errors import ConfigError, DataError, ModelError
 
-MODALITIES = ("text", "image")
+MODALITIES = ("text", "image", "audio")
 
 
 def token_limit(model_dir: Path, tokenizer: Any) -> int | None:
@@ -43,7 +45,7 @@ class TextInputs:
 
         try:
             self.processor = AutoTokenizer.from_pretrained(model_dir)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, TypeError, KeyError) as err:  # TypeError: a speech model's absent vocab
             raise ModelError(
                 f"{name} has no usable tokenizer ({str(err).splitlines()[0]}); text data needs "
                 f"a language model with its tokenizer files (an image model needs image data)"
@@ -56,7 +58,7 @@ class TextInputs:
             )
         self.max_length = max_length
 
-    def encode(self, dataset, for_evaluation: bool = False):
+    def encode(self, dataset, for_evaluation: bool = False, augmentation: Any = None):
         """Token ids and a `length` column; evaluation rows come sorted by length (the order does not
         change a metric, and sorted batches carry almost no padding)."""
 
@@ -125,17 +127,26 @@ class ImageInputs:
                 f"the image processor of {name} cannot be loaded ({str(err).splitlines()[0]})"
             ) from None
 
-    def pixel_values(self, images: list[bytes]) -> Any:
+    def pixel_values(
+        self, images: list[bytes], augmentation: Any = None, rows: list[int] | None = None
+    ) -> Any:
         from PIL import Image
 
         decoded = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+        if augmentation is not None:
+            decoded = [augmentation.image(image, row) for image, row in zip(decoded, rows or [], strict=True)]
         return self.processor(decoded, return_tensors="pt")["pixel_values"]
 
-    def encode(self, dataset, for_evaluation: bool = False):
-        """The dataset with images decoded and processed as rows are read (nothing held in memory)."""
+    def encode(self, dataset, for_evaluation: bool = False, augmentation: Any = None):
+        """The dataset with images decoded and processed as rows are read (nothing held in memory);
+        training rows augmented by `augmentation` (a `warmstart.augment.Augmentation`) when given."""
 
         def transform(batch: dict[str, list]) -> dict[str, Any]:
-            return {"pixel_values": self.pixel_values(batch["image"]), "labels": batch["label"]}
+            rows = batch["id"] if augmentation is not None else None
+            return {
+                "pixel_values": self.pixel_values(batch["image"], augmentation, rows),
+                "labels": batch["label"],
+            }
 
         return dataset.with_transform(transform)
 
@@ -157,15 +168,143 @@ class ImageInputs:
         return {"pixel_values": self.pixel_values(images)}
 
 
-Inputs = TextInputs | ImageInputs
+class AudioInputs:
+    """Audio clips through the model's AutoFeatureExtractor for AutoModelForAudioClassification
+    (wav2vec2, HuBERT, WavLM, AST, Whisper's encoder...)."""
+
+    modality = "audio"
+    remove_unused_columns = False  # the Trainer must leave the samples to the transform
+
+    def __init__(self, model_dir: Path, name: str, max_seconds: float | None = None) -> None:
+        from transformers import AutoFeatureExtractor
+
+        if not (model_dir / "preprocessor_config.json").is_file():
+            raise ModelError(
+                f"{name} has no feature extractor (preprocessor_config.json); audio data needs an audio "
+                f"model that AutoModelForAudioClassification supports (wav2vec2, HuBERT, WavLM, AST, Whisper...)"
+            )
+        not_audio = ModelError(
+            f"{name} has no audio feature extractor (preprocessor_config.json names "
+            f"{_processor_kind(model_dir)}), so it is not an audio model; audio data needs one that "
+            f"AutoModelForAudioClassification supports (wav2vec2, HuBERT, WavLM, AST, Whisper...)"
+        )
+        try:
+            self.processor = AutoFeatureExtractor.from_pretrained(model_dir)
+        except (OSError, ValueError, KeyError):
+            raise not_audio from None
+        self.rate = getattr(self.processor, "sampling_rate", None)
+        if not self.rate or not hasattr(self.processor, "pad"):
+            raise not_audio
+        self.max_seconds = max_seconds
+        self.input_names = [*self.processor.model_input_names, "attention_mask"]
+
+    def signals(self, samples: list[bytes], rates: list[int]) -> list[np.ndarray]:
+        """Stored float32 samples as signals at the model's rate, cut to `max_seconds`."""
+        from warmstart.audio import resample
+
+        keep = int(self.max_seconds * self.rate) if self.max_seconds else None
+        return [
+            resample(np.frombuffer(data, np.float32), int(rate), self.rate)[:keep]
+            for data, rate in zip(samples, rates, strict=True)
+        ]
+
+    def features(self, signals: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Each signal's model inputs, unpadded (the collator pads a batch to its longest clip)."""
+        rows = []
+        for signal in signals:
+            encoded = self.processor(signal, sampling_rate=self.rate, return_tensors="np")
+            rows.append({key: value[0] for key, value in encoded.items() if key in self.input_names})
+        return rows
+
+    def encode(self, dataset, for_evaluation: bool = False, augmentation: Any = None):
+        """The dataset with clips resampled (if the model wants another rate) and featurised as rows
+        are read; training rows augmented by `augmentation` when given."""
+
+        def transform(batch: dict[str, list]) -> dict[str, Any]:
+            signals = self.signals(batch["audio"], batch["sample_rate"])
+            if augmentation is not None:
+                signals = [
+                    augmentation.audio(signal, self.rate, row)
+                    for signal, row in zip(signals, batch["id"], strict=True)
+                ]
+            rows = self.features(signals)
+            encoded: dict[str, Any] = {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
+            return {**encoded, "labels": batch["label"]}
+
+        return dataset.with_transform(transform)
+
+    def collator(self) -> Any:
+        return self.collate
+
+    def collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """A batch: the rows' inputs stacked, or padded to the longest by the feature extractor."""
+        import torch
+
+        features = [{key: row[key] for key in row if key != "labels"} for row in rows]
+        shapes = {np.shape(row[self.processor.model_input_names[0]]) for row in features}
+        if len(shapes) == 1:
+            batch = {key: torch.as_tensor(np.stack([row[key] for row in features])) for key in features[0]}
+        else:
+            batch = dict(self.processor.pad(features, padding="longest", return_tensors="pt"))
+        if rows and "labels" in rows[0]:
+            batch["labels"] = torch.as_tensor([int(row["labels"]) for row in rows])
+        return batch
+
+    def batches(self, dataset, batch_size: int) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+        for start in range(0, len(dataset), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(dataset)))
+            batch = dataset[start : start + batch_size]
+            keys = [key for key in batch if key != "labels"]
+            inputs = self.collate([{key: batch[key][i] for key in keys} for i in range(len(rows))])
+            yield rows, inputs
+
+    def cache_columns(self, dataset) -> dict[str, Any]:
+        return {}
+
+    def tensors(self, clips: list[bytes]) -> dict[str, Any]:
+        """Model inputs for a few encoded audio files at once (warmstart serve): each decoded, made mono,
+        resampled to the model's rate and cut to `max_seconds`, as ingest did for training."""
+        from warmstart.audio import decode
+
+        signals = []
+        for index, data in enumerate(clips):
+            clip = decode(data, self.rate, self.max_seconds)
+            if clip is None:
+                raise DataError(
+                    f"instance {index} is not audio that libsndfile can decode; send a WAV, FLAC, OGG or MP3 file"
+                )
+            signals.append(clip.signal)
+        return self.collate(self.features(signals))
 
 
-def inputs_for(modality: str, model_dir: Path, max_length: int, name: str = "") -> Inputs:
-    """The inputs of `modality` data ('text' or 'image') for the model in `model_dir` (`name` says
-    which model in errors)."""
+def _processor_kind(model_dir: Path) -> str:
+    import json
+
+    try:
+        config = json.loads((model_dir / "preprocessor_config.json").read_text())
+    except (OSError, ValueError):
+        return "nothing readable"
+    kind = (
+        config.get("feature_extractor_type") or config.get("image_processor_type")
+        if isinstance(config, dict)
+        else None
+    )
+    return kind or "no processor type"
+
+
+Inputs = TextInputs | ImageInputs | AudioInputs
+
+
+def inputs_for(
+    modality: str, model_dir: Path, max_length: int, name: str = "", max_seconds: float | None = None
+) -> Inputs:
+    """The inputs of `modality` data ('text', 'image' or 'audio') for the model in `model_dir` (`name`
+    says which model in errors; `max_seconds` cuts audio clips)."""
     name = name or f"the model in {model_dir}"
     if modality == "image":
         return ImageInputs(Path(model_dir), name)
+    if modality == "audio":
+        return AudioInputs(Path(model_dir), name, max_seconds)
     if modality == "text":
         return TextInputs(Path(model_dir), max_length, name)
     raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
@@ -173,9 +312,14 @@ def inputs_for(modality: str, model_dir: Path, max_length: int, name: str = "") 
 
 def auto_model(modality: str) -> Any:
     """The transformers Auto class of a classifier for `modality` data."""
-    from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
+    import transformers
 
-    return AutoModelForImageClassification if modality == "image" else AutoModelForSequenceClassification
+    return getattr(
+        transformers,
+        {"image": "AutoModelForImageClassification", "audio": "AutoModelForAudioClassification"}.get(
+            modality, "AutoModelForSequenceClassification"
+        ),
+    )
 
 
 def build_classifier(modality: str, model_dir: Path, label_names: list[str], pretrained: bool) -> Any:
@@ -207,6 +351,6 @@ def build_classifier(modality: str, model_dir: Path, label_names: list[str], pre
         return auto.from_config(AutoConfig.from_pretrained(model_dir, trust_remote_code=False, **labels))
     except (ValueError, OSError, KeyError) as err:
         raise ModelError(
-            f"the model in {model_dir} cannot be built as a{'n' if modality == 'image' else ''} {modality} classifier "
+            f"the model in {model_dir} cannot be built as a{'n' if modality in ('image', 'audio') else ''} {modality} classifier "
             f"({str(err).splitlines()[0]}); choose a model that transformers' {auto.__name__} supports"
         ) from None

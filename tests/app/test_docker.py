@@ -79,7 +79,7 @@ def test_images_install_warmstart_as_the_readme_does_and_carry_its_version(path)
     torch_pin = re.search(r"pip install (torch==[\d.]+) \.", readme).group(1)
     build = " ".join(values(stages(path)[0], "RUN"))
     assert f"pip install --no-cache-dir {torch_pin} " in build
-    assert re.search(r'pip install --no-cache-dir "\.\[kubeflow,serve\]"', build)
+    assert re.search(r'pip install --no-cache-dir "\.\[kubeflow,serve,audio\]"', build)
     labels = DockerfileParser(fileobj=path.open("rb")).labels
     assert labels["org.opencontainers.image.version"] == installed_version("warmstart")
     assert labels["org.opencontainers.image.source"].startswith("https://")

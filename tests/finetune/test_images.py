@@ -167,10 +167,15 @@ def test_images_go_through_finetune_and_the_gate(tmp_path, image_folder, tiny_vi
 def test_image_training_resumes_from_a_checkpoint_as_if_never_stopped(
     tmp_path, image_folder, tiny_vision_model, monkeypatch
 ):
-    """Image batches come in a seeded order per epoch too: a run stopped after its first checkpoint
-    and restarted ends with the same weights as an unbroken one."""
+    """Image batches come in a seeded order per epoch too, and augmented rows are seeded by epoch and
+    row: a run stopped after its first checkpoint and restarted ends with the same weights as an
+    unbroken one."""
     cfg = tiny_image_config(
-        image_folder, tiny_vision_model, checkpoint_steps=4, checkpoint_uri=str(tmp_path / "ckpt")
+        image_folder,
+        tiny_vision_model,
+        checkpoint_steps=4,
+        checkpoint_uri=str(tmp_path / "ckpt"),
+        augment=True,
     )
     cfg, work = stage_inputs(cfg, tmp_path)
     assert_resume_matches_an_unbroken_run(cfg, work, tmp_path, monkeypatch, step=4)

@@ -8,7 +8,7 @@ import pytest
 from support.data import FILLER, write_csv
 from support.stages import stage_inputs, tiny_config
 
-from warmstart.config import Config
+from warmstart.config import Config, describe_fields, load_config
 from warmstart.finetune.launch import finetune
 from warmstart.finetune.tuning import (
     edge_warning,
@@ -58,6 +58,64 @@ def test_each_arm_tries_its_own_grid_and_its_train_rate():
     default = Config()
     assert grid(default, "pretrained") == [2e-5, 5e-5, 1e-4]
     assert grid(default, "scratch") == [2e-4, 5e-4, 1e-3]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        ("full", [2e-5, 5e-5, 1e-4]),  # the demo's grid, as before
+        ("partial_freeze", [2e-5, 5e-5, 1e-4]),
+        ("llrd", [5e-5, 1e-4, 2e-4]),
+        ("lora", [2e-4, 5e-4, 1e-3]),
+        ("feature_extraction", [3e-3, 1e-2, 3e-2]),  # a linear layer on frozen features
+    ],
+)
+def test_the_pretrained_arms_default_grid_follows_the_strategy_and_the_scratch_arms_does_not(
+    tmp_path, strategy, expected
+):
+    cfg = Config.from_dict({"train": {"strategy": strategy}})
+    assert grid(cfg, "pretrained") == expected
+    assert grid(cfg, "scratch") == [2e-4, 5e-4, 1e-3]
+    untuned = Config.from_dict({"train": {"strategy": strategy}, "tune": {"enabled": False}})
+    assert grid(untuned, "pretrained") == [expected[1]] and grid(untuned, "scratch") == [5e-4]
+    # The pipeline's tasks see the config after a model_dump (every field then counts as set), and a
+    # file from `warmstart config` spells out every default: the grid still follows the strategy.
+    assert grid(Config.from_dict(cfg.model_dump()), "pretrained") == expected
+    written = tmp_path / "my.yaml"
+    written.write_text(describe_fields())
+    assert grid(load_config(written, [f"train.strategy={strategy}"]), "pretrained") == expected
+
+
+def test_an_explicit_rate_or_grid_wins_over_the_strategys_default():
+    def pretrained(train: dict | None = None, tune: dict | None = None) -> list[float]:
+        """The feature_extraction arm's grid with these settings, as a pipeline task sees it."""
+        cfg = Config.from_dict(
+            {"train": {"strategy": "feature_extraction", **(train or {})}, "tune": tune or {}}
+        )
+        return grid(Config.from_dict(cfg.model_dump()), "pretrained")
+
+    # A grid of one's own replaces the strategy's; the arm's own rate (here the strategy's middle) is added.
+    assert pretrained(tune={"learning_rates": [1e-1, 3e-1]}) == [1e-2, 1e-1, 3e-1]
+    # A rate of one's own joins the strategy's grid, and is the one an untuned run trains at.
+    assert pretrained(train={"learning_rate": 2e-2}) == [3e-3, 1e-2, 2e-2, 3e-2]
+    assert pretrained(train={"learning_rate": 2e-2}, tune={"enabled": False}) == [2e-2]
+    # Both set: exactly what was asked for, whatever the strategy.
+    assert pretrained(train={"learning_rate": 3e-5}, tune={"learning_rates": [1e-5]}) == [1e-5, 3e-5]
+    # 5e-5 set explicitly is 5e-5, whatever the strategy: no value stands for another.
+    assert pretrained(train={"learning_rate": 5e-5}, tune={"enabled": False}) == [5e-5]
+    assert pretrained(tune={"learning_rates": [5e-5]}) == [5e-5, 1e-2]
+
+
+def test_a_feature_extraction_head_trains_at_the_strategys_rate_unless_told_otherwise(
+    tmp_path, synthetic_csv, tiny_random_model
+):
+    """Untuned, with train.learning_rate left empty: the head trains at 1e-2 (feature extraction's
+    middle rate), not at full fine-tuning's 5e-5."""
+    cfg = tiny_config(synthetic_csv, tiny_random_model, epochs=1, strategy="feature_extraction")
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"learning_rate": None})})
+    cfg, work = stage_inputs(cfg, tmp_path)
+    summary = finetune(cfg, "pretrained", work / "data", work / "base", work / "m", work / "e")
+    assert summary["strategy"] == "feature_extraction" and summary["learning_rate"] == 1e-2
 
 
 def test_the_plan_fans_out_over_seeds_fractions_and_grid_shares():

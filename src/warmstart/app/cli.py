@@ -248,7 +248,7 @@ def serve(
         float, typer.Option(help="How long a request waits for others to share its forward pass.")
     ] = 5.0,
 ) -> None:
-    """Serve a registered version with KServe's model server (v1 and v2 REST), text or images."""
+    """Serve a registered version with KServe's model server (v1 and v2 REST), text, images or audio."""
     import tempfile
 
     from warmstart.serve.model import check_version_dir, fetch_version

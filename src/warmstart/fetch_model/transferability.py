@@ -131,9 +131,10 @@ def mean_pooled_features(
     precision: str = "fp32",
 ) -> np.ndarray:
     """The frozen encoder's last hidden states averaged per row: over a text's tokens (padding left
-    out), or over an image's patches or feature-map positions. One row of features per input row.
+    out), an image's patches or feature-map positions, or a clip's frames (padding left out). One row
+    of features per input row.
 
-    `rows` is a split as a `datasets.Dataset` (a `text` or `image` column) or a list of texts.
+    `rows` is a split as a `datasets.Dataset` (a `text`, `image` or `audio` column) or a list of texts.
     `random_init` gives the same architecture with random weights: the floor a pretrained candidate
     must clear. Any classification head in `model_dir` is left out. Runs on the GPU when there is
     one, under `precision` autocast (bf16, fp16) when asked. `name` says which model in errors.
@@ -141,6 +142,18 @@ def mean_pooled_features(
     return features_of_splits(
         model_dir, {"rows": rows}, max_length, modality, batch_size, random_init, seed, name, precision
     )["rows"]
+
+
+def frames_mask(mask: Any, frames: int) -> Any:
+    """`mask` (batch, positions) over `frames` output positions: itself for text, where they are the
+    tokens; for audio, whose mask is over samples and whose encoder outputs fewer frames, each clip's
+    first frames in proportion to its share of the padded length."""
+    import torch
+
+    if mask.shape[1] == frames:
+        return mask
+    valid = torch.ceil(mask.sum(1, keepdim=True).float() * frames / mask.shape[1])
+    return (torch.arange(frames, device=mask.device)[None, :] < valid).to(mask.dtype)
 
 
 def features_of_splits(
@@ -184,7 +197,9 @@ def features_of_splits(
                 if hidden.dim() == 4:  # a convolutional feature map (batch, channels, height, width)
                     pooled = hidden.mean(dim=(2, 3))
                 elif "attention_mask" in batch:
-                    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    mask = (
+                        frames_mask(batch["attention_mask"], hidden.shape[1]).unsqueeze(-1).to(hidden.dtype)
+                    )
                     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
                 else:
                     pooled = hidden.mean(dim=1)

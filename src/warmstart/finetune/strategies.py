@@ -161,9 +161,9 @@ def lora(model: Any, cfg: TrainConfig, learning_rate: float) -> tuple[Any, list[
     """Low-rank adapters (peft) on the attention projections; the classification head trains in full."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    if model.main_input_name == "pixel_values":
-        # peft's sequence-classification wrapper passes input_ids; an image model takes the generic
-        # wrapper, with its head named as a module that trains and is saved in full.
+    if model.main_input_name != "input_ids":
+        # peft's sequence-classification wrapper passes input_ids; an image or audio model takes the
+        # generic wrapper, with its head named as a module that trains and is saved in full.
         head = {id(m): n for n, m in model.named_modules()}[id(classification_layer(model))]
         task = {"task_type": None, "modules_to_save": [head]}
     else:
@@ -218,6 +218,8 @@ def check_strategy(cfg: TrainConfig, dataset_dir: str | Path, model_dir: str | P
     from transformers import AutoConfig
 
     from warmstart.artifacts import load_card
+    from warmstart.augment import check_augment
+    from warmstart.finetune.tuning import pretrained_rate
     from warmstart.inputs import auto_model
 
     card = load_card(dataset_dir)
@@ -226,4 +228,6 @@ def check_strategy(cfg: TrainConfig, dataset_dir: str | Path, model_dir: str | P
     )
     with torch.device("meta"):
         model = auto_model(card.get("modality", "text")).from_config(config)
-    prepare(model, cfg, "pretrained", cfg.learning_rate)
+    prepare(model, cfg, "pretrained", pretrained_rate(cfg))
+    if cfg.augment:
+        check_augment(card.get("modality", "text"))

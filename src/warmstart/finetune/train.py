@@ -1,4 +1,4 @@
-"""finetune: train a text or image classifier from the pretrained weights or from a random init.
+"""finetune: train a text, image or audio classifier from the pretrained weights or from a random init.
 
 Both arms share everything but the initial weights and the learning rate: the same architecture,
 tokenizer or image processor, training rows, step budget, batch size and seed. The run writes the
@@ -32,6 +32,7 @@ from warmstart.artifacts import (
     write_predictions,
     write_validation_predictions,
 )
+from warmstart.augment import Augmentation
 from warmstart.config import Config
 from warmstart.errors import ModelError
 from warmstart.finetune.checkpoints import Checkpoints, arm_run
@@ -65,9 +66,9 @@ def build_model(init: Init, base_model_dir: Path, label_names: list[str], seed: 
     return build_classifier(modality, base_model_dir, label_names, pretrained=init == "pretrained")
 
 
-def build_model_from_dir(model_dir: Path, modality: str, max_length: int):
+def build_model_from_dir(model_dir: Path, modality: str, max_length: int, max_seconds: float | None = None):
     """A trained classifier and its inputs from a directory (safetensors only, no remote code)."""
-    inputs = inputs_for(modality, model_dir, max_length)
+    inputs = inputs_for(modality, model_dir, max_length, max_seconds=max_seconds)
     model = auto_model(modality).from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
     return model, inputs
 
@@ -403,6 +404,7 @@ class _Arm:
     world: int
     cuda: bool
     workers: int
+    augmentation: Augmentation | None = None  # train.augment: the training rows' augmentation
     started: float = field(default_factory=time.perf_counter)
     cached: tuple[Any, Any] | None = None  # the frozen network's features (feature extraction)
 
@@ -443,7 +445,8 @@ def _arm(cfg: Config, init: Init, dataset_dir: Path, base_model_dir: Path, fract
     cuda = torch.cuda.is_available()
     precision = resolve_precision(train_cfg.precision, cuda, native_bf16(cuda))
     strategy = train_cfg.strategy if init == "pretrained" else "full"
-    cache = strategy == "feature_extraction" and train_cfg.cache_features
+    # Augmented rows differ every epoch, so their features cannot be computed once.
+    cache = strategy == "feature_extraction" and train_cfg.cache_features and not train_cfg.augment
     manifest = verify_manifest(base_model_dir)
     model_name = f"model.source '{manifest['source']}'"
     inputs = inputs_for(card.get("modality", "text"), base_model_dir, cfg.model.max_length, model_name)
@@ -461,7 +464,9 @@ def _arm(cfg: Config, init: Init, dataset_dir: Path, base_model_dir: Path, fract
     validation = _load_split(dataset_dir, "validation")
     if train_cfg.max_eval_samples and train_cfg.max_eval_samples < len(validation):
         validation = validation.shuffle(seed=train_cfg.seed).select(range(train_cfg.max_eval_samples))
-    train, validation = inputs.encode(train), inputs.encode(validation, for_evaluation=True)
+    augmentation = Augmentation(inputs.modality, train_cfg.seed) if train_cfg.augment else None
+    train = inputs.encode(train, augmentation=augmentation)
+    validation = inputs.encode(validation, for_evaluation=True)
     workers = loader_workers(cuda, cache)
     if workers and inputs.modality == "text":
         # The tokenizer ran threaded above; forked workers only pad, and say so rather than warn.
@@ -488,6 +493,7 @@ def _arm(cfg: Config, init: Init, dataset_dir: Path, base_model_dir: Path, fract
         world=world,
         cuda=cuda,
         workers=workers,
+        augmentation=augmentation,
     )
 
 
@@ -777,6 +783,10 @@ def _progress_callback(arm: _Arm, trial: _Trial, latest: dict[str, np.ndarray]) 
             if state.global_step >= state.max_steps:
                 control.should_save = False  # the model itself is written next; a checkpoint is waste
 
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            if arm.augmentation is not None:  # a resumed epoch's rows get what the unbroken run gave them
+                arm.augmentation.epoch = math.floor((state.epoch or 0) + 1e-6)
+
         def on_epoch_end(self, args, state, control, **kwargs):
             if trial.checkpoints and state.global_step < state.max_steps:
                 control.should_save = True
@@ -849,6 +859,7 @@ def _write_outputs(
         "learning_rate": chosen.learning_rate,
         "strategy": arm.strategy,
         "cached_features": arm.cache,
+        "augmentation": arm.augmentation.description if arm.augmentation else None,
         "precision": arm.precision,
         "processes": arm.world,
         "dataloader_workers": arm.workers,

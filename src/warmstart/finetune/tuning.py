@@ -3,7 +3,10 @@
 A from-scratch baseline whose rate nobody tuned is no baseline (Dodge et al., *Show Your Work*,
 EMNLP 2019): each arm therefore tries every rate of its own grid (`tune.learning_rates`,
 `tune.scratch_learning_rates`, each with the arm's `train` rate), on the same step budget, and keeps
-the rate with the best validation metric. The search is successive halving (Jamieson & Talwalkar,
+the rate with the best validation metric. The pretrained arm's grid follows `train.strategy` unless
+set (config.STRATEGY_LEARNING_RATES: a linear layer on frozen features wants rates a hundred times
+those of full fine-tuning); the scratch arm trains every weight from its random init whatever the
+strategy, so its grid does not. The search is successive halving (Jamieson & Talwalkar,
 AISTATS 2016; the inner loop of Hyperband, Li et al., JMLR 2018): every rate trains the first
 1/η^k of the budget, the best 1/η of them continue to the next rung, and so on until one rate has
 trained the whole budget. Every trial runs the whole budget's warmup and decay schedule, so the run
@@ -22,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from warmstart.config import Config
+from warmstart.config import STRATEGY_LEARNING_RATES, Config, TrainConfig
 
 # How trials are ranked. A rung compares rates on a few hundred validation rows at most (the demo: 100),
 # where a point or two of accuracy is noise: with the best at 0.64 on 100 rows, one standard error is
@@ -40,13 +43,23 @@ RANK_RULE = (
 )
 
 
+def pretrained_rate(train: TrainConfig) -> float:
+    """The pretrained arm's own rate: train.learning_rate, or when that is empty (the default), the
+    middle rate of the strategy's default grid (the rate an untuned run trains at)."""
+    return train.learning_rate or STRATEGY_LEARNING_RATES[train.strategy][1]
+
+
 def grid(cfg: Config, init: str) -> list[float]:
-    """The learning rates one arm tries, lowest first: its tune grid and its `train` rate (that rate
-    alone when tuning is off)."""
-    own = cfg.train.learning_rate if init == "pretrained" else cfg.train.scratch_learning_rate
+    """The learning rates one arm tries, lowest first: its tune grid and its own rate (that rate alone
+    when tuning is off). The pretrained arm's grid, where tune.learning_rates is empty, is the default
+    grid of train.strategy; the scratch arm's is tune.scratch_learning_rates whatever the strategy."""
+    if init == "pretrained":
+        own = pretrained_rate(cfg.train)
+        rates = cfg.tune.learning_rates or STRATEGY_LEARNING_RATES[cfg.train.strategy]
+    else:
+        own, rates = cfg.train.scratch_learning_rate, cfg.tune.scratch_learning_rates
     if not cfg.tune.enabled:
         return [own]
-    rates = cfg.tune.learning_rates if init == "pretrained" else cfg.tune.scratch_learning_rates
     return sorted({float(rate) for rate in [*rates, own]})
 
 
@@ -172,5 +185,6 @@ def edge_warning(arm: str, rates: list[float], chosen: float) -> str | None:
     beyond = "lower" if side == "lowest" else "higher"
     return (
         f"the {arm} arm's chosen rate {chosen:g} is the {side} of its grid "
-        f"[{', '.join(f'{rate:g}' for rate in rates)}]: a {beyond} rate may be better; add one to {key}"
+        f"[{', '.join(f'{rate:g}' for rate in rates)}]: a {beyond} rate may be better; set {key} to this grid "
+        f"with a {beyond} rate added"
     )

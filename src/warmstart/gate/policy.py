@@ -90,6 +90,7 @@ def _arm(summary: dict[str, Any], labels: np.ndarray, predicted: np.ndarray, cla
             key: summary[key]
             for key in ("learning_rate", "steps", "train_rows", "train_seconds", "model_sha256")
         },
+        "augmentation": summary.get("augmentation"),
         "confusion_matrix": _confusion(labels, predicted, classes),
     }
 

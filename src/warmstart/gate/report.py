@@ -18,6 +18,7 @@ from typing import Any
 from warmstart.artifacts import HTML_FILE
 from warmstart.errors import WarmstartError
 from warmstart.gate.report_text import (
+    augmentation_sentence,
     chosen_rates,
     efficiency_sentence,
     interval_text,
@@ -25,6 +26,7 @@ from warmstart.gate.report_text import (
     tuning_cost,
 )
 from warmstart.gate.stats import CURVE_TESTS, aligned_curves
+from warmstart.ingest.card import audio_facts
 
 # One colour per arm, everywhere.
 COLORS = {"pretrained": "#1f66b3", "scratch": "#e07b00", "champion": "#6a3d9a"}
@@ -213,6 +215,7 @@ def _data_card(card: dict[str, Any] | None) -> str:
     facts = [
         ("source", card["source"] + (f" (test: {card['test_source']})" if card.get("test_source") else "")),
         ("kind", f"{card.get('modality', 'text')}, format {card['format']}"),
+        *([("audio", audio_facts(card))] if card.get("audio") else []),
         ("fingerprint", card["fingerprint"]),
         (
             "removed",
@@ -456,6 +459,7 @@ def render(result: dict[str, Any], card: dict[str, Any] | None = None, min_gain:
         f" (seed {test['seed']})" if several else ""
     }: {test["only_pretrained_right"]} examples only the pretrained
 arm got right, {test["only_scratch_right"]} only scratch got right, p = {test["p_value"]:.3g}.</p>
+{f"<p id='augmentation'>{html.escape(augmented)}</p>" if (augmented := augmentation_sentence(result)) else ""}
 {_seeds(result) if several else ""}<div class="grid">
 <figure><img id="curves" alt="learning curves of both arms" src="{curves_figure(result)}"></figure>
 <figure><img id="gain" alt="bootstrap distribution of the gain" src="{

@@ -26,9 +26,26 @@ def results_table(result: dict[str, Any]) -> str:
             + f" | {row['learning_rate']:g} | {row['steps']} | {row['train_rows']} |"
         )
     lines += ["", gain_sentence(result), "", mcnemar_sentence(result)]
+    if augmented := augmentation_sentence(result):
+        lines += ["", augmented]
     if result["seeds"]["count"] > 1:
         lines += ["", seeds_table(result)]
     return "\n".join(lines) + "\n"
+
+
+def augmentation_sentence(result: dict[str, Any]) -> str:
+    """What train.augment did to the training rows of both arms ('' when it was off)."""
+    kinds = {result[arm].get("augmentation") for arm in ("pretrained", "scratch")}
+    if kinds == {None}:
+        return ""
+    if len(kinds) > 1:  # each arm trained by its own config: say what each had
+        return "Augmentation differed between the arms: " + "; ".join(
+            f"{arm}: {result[arm].get('augmentation') or 'none'}" for arm in ("pretrained", "scratch")
+        )
+    return (
+        f"Training rows of both arms were augmented the same way (seeded by seed, epoch and row; validation and "
+        f"test rows never): {kinds.pop()}."
+    )
 
 
 def gain_sentence(result: dict[str, Any]) -> str:

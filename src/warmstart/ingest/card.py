@@ -16,10 +16,14 @@ def data_card_markdown(card: dict[str, Any]) -> str:
         _columns_markdown(card),
         f"- fingerprint: `{card['fingerprint']}`",
         f"- removed: {card['removed']['empty']} empty, "
-        + (f"{card['removed']['unreadable']} unreadable, " if card.get("modality") == "image" else "")
+        + (
+            f"{card['removed']['unreadable']} unreadable, "
+            if card.get("modality") in ("image", "audio")
+            else ""
+        )
         + f"{card['removed']['duplicates']} duplicate rows; {card['removed']['leakage']['test']} test and "
         f"{card['removed']['leakage']['validation']} validation rows whose "
-        f"{'image' if card.get('modality') == 'image' else 'text'} is in training (leakage)",
+        f"{card.get('modality', 'text')} is in training (leakage)",
         "",
         "| split | rows | " + " | ".join(f"label `{n}`" for n in names) + " |",
         "|---|---:|" + "---:|" * len(names),
@@ -31,6 +35,8 @@ def data_card_markdown(card: dict[str, Any]) -> str:
 
 
 def _columns_markdown(card: dict[str, Any]) -> str:
+    if card.get("modality") == "audio":
+        return _audio_markdown(card)
     if card.get("modality") != "image":
         return f"- text column `{card['text_column']}`, label column `{card['label_column']}`, format {card['format']}"
     images = card["images"]
@@ -41,3 +47,25 @@ def _columns_markdown(card: dict[str, Any]) -> str:
     if card["format"] == "imagefolder":
         return f"- images in class folders; {sizes}"
     return f"- image column `{card['image_column']}`, label column `{card['label_column']}`, format {card['format']}; {sizes}"
+
+
+def _audio_markdown(card: dict[str, Any]) -> str:
+    where = (
+        "audio in class folders"
+        if card["format"] == "audiofolder"
+        else f"audio column `{card['audio_column']}`, label column `{card['label_column']}`, format {card['format']}"
+    )
+    return f"- {where}; {audio_facts(card)}"
+
+
+def audio_facts(card: dict[str, Any]) -> str:
+    """What the clips were before ingest decoded them, in one line (the gate report shows it too)."""
+    audio = card["audio"]
+    seconds = audio["seconds"]
+    rates = ", ".join(f"{rate} Hz ({count})" for rate, count in audio["source_sample_rates"].items())
+    formats = ", ".join(f"{count} {kind}" for kind, count in audio["formats"].items())
+    return (
+        f"{formats}; {seconds['min']}–{seconds['max']} s a clip (median {seconds['median']} s, "
+        f"{seconds['total']} s in all), recorded at {rates}, resampled to {audio['sample_rate']} Hz; "
+        f"{audio['cut']} clips longer than {audio['max_seconds']} s cut to it"
+    )

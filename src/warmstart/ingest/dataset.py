@@ -1,12 +1,13 @@
-"""ingest: read a labelled text or image dataset, clean it, split it, and describe it in a data card.
+"""ingest: read a labelled text, image or audio dataset, clean it, split it, and describe it in a data card.
 
-Text comes from CSV, TSV, JSON Lines or Parquet. Images come from an image folder (one subfolder
-per class) or from such a table with an image column (paths or the encoded bytes). Every row gets
-a key: the normalised text, or the sha256 of the image bytes. Empty rows, unreadable images, exact
-duplicates and held-out rows whose key also appears in training (leakage) are dropped; stratified
-splits are cut with a fixed seed; `train/validation/test.parquet` and `data_card.json` are written
-into one directory. Images are stored in the splits as their original encoded bytes, so later stages
-need nothing but this directory.
+Text comes from CSV, TSV, JSON Lines or Parquet. Images and audio come from a folder (one subfolder
+per class) or from such a table with an image or audio column (paths or the encoded bytes). Every row
+gets a key: the normalised text, the sha256 of the image bytes, or the sha256 of the decoded audio
+samples. Empty rows, unreadable files, exact duplicates and held-out rows whose key also appears in
+training (leakage) are dropped; stratified splits are cut with a fixed seed;
+`train/validation/test.parquet` and `data_card.json` are written into one directory. Images are
+stored in the splits as their original encoded bytes, audio as its decoded float32 samples at
+`data.sample_rate`, so later stages need nothing but this directory.
 """
 
 from __future__ import annotations
@@ -129,18 +130,25 @@ def fingerprint(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
+def modality_of(table: pa.Table) -> str:
+    """'image', 'audio' or 'text': what a table from `read_table` holds."""
+    return next((kind for kind in ("image", "audio") if kind in table.column_names), "text")
+
+
 def ingest(cfg: DataConfig, output_dir: str | Path) -> dict[str, Any]:
     """Read, clean and split the data in `cfg`; write the splits and the data card to `output_dir`."""
     output_dir = Path(output_dir)
     source, fmt = read_table(cfg.source, cfg, "data.source")
-    modality = "image" if "image" in source.column_names else "text"
+    modality = modality_of(source)
     source, keys, removed = _clean(source)
     if source.num_rows == 0:
-        unreadable = f" or an unreadable image ({removed['unreadable']})" if removed["unreadable"] else ""
+        unreadable = (
+            f" or an unreadable {modality} ({removed['unreadable']})" if removed["unreadable"] else ""
+        )
         raise DataError(
             f"data.source '{cfg.source}' has no usable rows: every row has an empty or missing "
-            f"{'image' if modality == 'image' else 'text'} or label ({removed['empty']}){unreadable}; "
-            f"check data.text_column and data.label_column"
+            f"{modality} or label ({removed['empty']}){unreadable}; "
+            f"check data.{modality}_column and data.label_column"
         )
     splits, leaked, removed = _split(cfg, source, keys, modality, removed)
     del source
@@ -164,7 +172,7 @@ def _split(
     leaked = {"test": 0, "validation": 0}
     if cfg.test_source:
         test, _ = read_table(cfg.test_source, cfg, "data.test_source")
-        if ("image" in test.column_names) != (modality == "image"):
+        if modality_of(test) != modality:
             raise DataError(
                 f"data.source '{cfg.source}' holds {modality}s but data.test_source '{cfg.test_source}' does "
                 f"not; point both at the same kind of data"
@@ -213,7 +221,7 @@ def few_shot(labels: pa.ChunkedArray, shots: int, seed: int, rows: np.ndarray) -
 def _check_labels(cfg: DataConfig, fmt: str, names: list[str], splits: dict[str, pa.Table]) -> None:
     """At least two classes, none in validation or test that training lacks, and no empty split."""
     if len(names) < 2:
-        where = "class folder" if fmt == "imagefolder" else f"column '{cfg.label_column}'"
+        where = "class folder" if fmt.endswith("folder") else f"column '{cfg.label_column}'"
         raise DataError(
             f"data.source '{cfg.source}' has a single class ({names[0]!r}) in {where}; "
             f"a classifier needs at least two labels"
@@ -248,7 +256,8 @@ def _card(
         "format": fmt,
         "text_column": cfg.text_column if modality == "text" else None,
         "image_column": (cfg.image_column or None) if modality == "image" else None,
-        "label_column": cfg.label_column if fmt != "imagefolder" else None,
+        "audio_column": (cfg.audio_column or None) if modality == "audio" else None,
+        "label_column": cfg.label_column if not fmt.endswith("folder") else None,
         "label_names": names,
         "rows": {name: len(split) for name, split in splits.items()},
         "label_distribution": {name: _label_counts(split, names) for name, split in splits.items()},
@@ -284,7 +293,32 @@ def _card(
             "width": [int(pc.min(every["width"]).as_py()), int(pc.max(every["width"]).as_py())],
             "height": [int(pc.min(every["height"]).as_py()), int(pc.max(every["height"]).as_py())],
         }
+    if modality == "audio":
+        card["audio"] = _audio_card(cfg, pa.concat_tables(splits.values()))
     return card
+
+
+def _audio_card(cfg: DataConfig, every: pa.Table) -> dict[str, Any]:
+    """What the clips were before ingest decoded them: formats, sample rates, lengths, how many were cut."""
+    seconds = every["seconds"].to_numpy()
+
+    def counts(column: str) -> dict[str, int]:
+        found = pc.value_counts(every[column]).to_pylist()
+        return {str(item["values"]): int(item["counts"]) for item in sorted(found, key=lambda i: i["values"])}
+
+    return {
+        "formats": counts("audio_format"),
+        "source_sample_rates": counts("source_rate"),
+        "sample_rate": cfg.sample_rate,
+        "seconds": {
+            "min": round(float(seconds.min()), 3),
+            "median": round(float(np.median(seconds)), 3),
+            "max": round(float(seconds.max()), 3),
+            "total": round(float(seconds.sum()), 1),
+        },
+        "max_seconds": cfg.max_seconds,
+        "cut": int(pc.sum(every["cut"]).as_py() or 0),
+    }
 
 
 def _label_counts(split: pa.Table, names: list[str]) -> dict[str, int]:
@@ -293,10 +327,17 @@ def _label_counts(split: pa.Table, names: list[str]) -> dict[str, int]:
 
 
 def _split_table(split: pa.Table, names: list[str], modality: str) -> pa.Table:
-    """A split as stored: id, the text (or the image's name and encoded bytes), the label's index."""
-    content = (
-        {"name": split["name"], "image": split["image"]} if modality == "image" else {"text": split["key"]}
-    )
+    """A split as stored: id, the text (or the image's name and encoded bytes, or the clip's name,
+    float32 samples and their rate), the label's index."""
+    content = {
+        "text": lambda: {"text": split["key"]},
+        "image": lambda: {"name": split["name"], "image": split["image"]},
+        "audio": lambda: {
+            "name": split["name"],
+            "audio": split["audio"],
+            "sample_rate": split["sample_rate"],
+        },
+    }[modality]()
     return pa.table(
         {
             "id": pa.array(np.arange(split.num_rows), pa.int64()),

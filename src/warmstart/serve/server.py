@@ -1,17 +1,19 @@
 """`warmstart serve`: a registered classifier behind KServe's model server (v1 and Open Inference v2, REST).
 
-KServe's stock Hugging Face runtime serves text models only; this serves warmstart's text and image
-classifiers alike through the `kserve` package's own `ModelServer` and `Model`, so health, readiness,
+KServe's stock Hugging Face runtime serves text models only; this serves warmstart's text, image and
+audio classifiers alike through the `kserve` package's own `ModelServer` and `Model`, so health, readiness,
 model metadata, metrics and error codes are KServe's. Requests that arrive together are batched: rows
 queue for up to `max_wait_ms` (or until `max_batch_rows` are waiting) and run as one forward pass.
 
     POST /v1/models/NAME:predict   {"instances": ["a sentence", ...]}            (text)
                                    {"instances": [{"image": {"b64": "..."}}, ...]}  (images)
+                                   {"instances": [{"audio": {"b64": "..."}}, ...]}  (audio: a WAV, FLAC, OGG or MP3 file)
       → {"predictions": [{"label": "positive", "probabilities": {"negative": 0.1, "positive": 0.9}}, ...]}
     POST /v2/models/NAME/infer     {"inputs": [{"name": "text", "shape": [N], "datatype": "BYTES", "data": [...]}]}
       → outputs "label" (BYTES, [N]) and "probabilities" (FP32, [N, labels])
 
-An image in a v2 request is a base64 string in JSON, or raw bytes with the binary data extension.
+An image or audio file in a v2 request is a base64 string in JSON, or raw bytes with the binary data
+extension. Audio is decoded, made mono, resampled to the model's rate and cut as ingest did for training.
 A request the model cannot answer gets a 400 with one line saying why.
 """
 
@@ -90,25 +92,45 @@ class Batcher:
                 start += len(request)
 
 
-def _image_bytes(value: Any, where: str) -> bytes:
-    from PIL import Image, UnidentifiedImageError
-
+def _file_bytes(value: Any, where: str, kind: str) -> bytes:
+    """The encoded file (an image or an audio clip) a row sends: {kind: {b64: ...}}, {b64: ...}, a
+    base64 string, or raw bytes."""
     if isinstance(value, dict):
-        value = value.get("image", value)
+        value = value.get(kind, value)
         value = value.get("b64") if isinstance(value, dict) else value
     if isinstance(value, str):
         try:
             value = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise _invalid(f"{where} is not base64: send an image's bytes as base64") from None
+            raise _invalid(f"{where} is not base64: send the {kind} file's bytes as base64") from None
     if not isinstance(value, bytes | bytearray):
-        raise _invalid(f"{where} must be an image as {{'image': {{'b64': '...'}}}} or a base64 string")
+        raise _invalid(f"{where} must be an {kind} file as {{'{kind}': {{'b64': '...'}}}} or a base64 string")
+    return bytes(value)
+
+
+def _image_bytes(value: Any, where: str) -> bytes:
+    from PIL import Image, UnidentifiedImageError
+
+    value = _file_bytes(value, where, "image")
     try:
         with Image.open(io.BytesIO(value)) as image:
             image.verify()
     except (UnidentifiedImageError, OSError, SyntaxError):
         raise _invalid(f"{where} is not an image PIL can decode (PNG, JPEG, ...)") from None
-    return bytes(value)
+    return value
+
+
+def _audio_bytes(value: Any, where: str) -> bytes:
+    import soundfile
+
+    value = _file_bytes(value, where, "audio")
+    try:
+        info = soundfile.info(io.BytesIO(value))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
+        raise _invalid(f"{where} is not audio libsndfile can decode (WAV, FLAC, OGG, MP3)") from None
+    if info.frames == 0:
+        raise _invalid(f"{where} is an audio file with no samples")
+    return value
 
 
 def _text(value: Any, where: str) -> str:
@@ -135,7 +157,7 @@ def build_model(name: str, classifier: Classifier, max_batch_rows: int = 64, max
             super().__init__(name)
             self.classifier = classifier
             self.batcher = Batcher(classifier.probabilities, max_batch_rows, max_wait_ms / 1000)
-            self.input_name = "image" if classifier.modality == "image" else "text"
+            self.input_name = classifier.modality if classifier.modality in ("image", "audio") else "text"
 
         def load(self) -> bool:
             self.ready = True
@@ -153,7 +175,7 @@ def build_model(name: str, classifier: Classifier, max_batch_rows: int = 64, max
         def _rows(self, values: list[Any], what: str) -> list[Any]:
             if not values:
                 raise _invalid(f"{what} is empty: send at least one row")
-            parse = _image_bytes if classifier.modality == "image" else _text
+            parse = {"image": _image_bytes, "audio": _audio_bytes}.get(classifier.modality, _text)
             return [parse(value, f"{what}[{i}]") for i, value in enumerate(values)]
 
         def _v2_rows(self, request: InferRequest) -> list[Any]:
