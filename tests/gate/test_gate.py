@@ -390,6 +390,23 @@ def test_the_mean_curve_keeps_an_early_stopped_run_at_its_last_value():
     assert mean_curve([full]) == full
 
 
+def test_a_fine_tuned_model_below_the_floor_is_not_passed_whatever_it_gained(tmp_path):
+    """The few-shot case measured on the demo at K=8: scratch is stuck on the smaller class, pretrained
+    beats it clearly but still scores below the majority class. The gain is real and the verdict says
+    positive; the gate does not pass a model no better than one that learned nothing."""
+    rng = np.random.default_rng(41)
+    labels = (rng.random(800) < 0.45).astype(int)  # the floor: constant '0', about 0.55
+    minority = np.ones_like(labels)  # about 0.45
+    pretrained = np.where(rng.random(800) < 0.55, labels, 1 - labels)  # about 0.55, below the floor's CI
+    p = fake_evaluation(tmp_path / "p", "pretrained", labels, pretrained, curve([0.5, 0.52]))
+    s = fake_evaluation(tmp_path / "s", "scratch", labels, minority, curve([0.5, 0.45]))
+    result = gate(GateConfig(bootstrap_samples=2000), p, s, tmp_path / "out")
+    assert result["verdict"] == "positive" and result["gain"]["ci_low"] > 0
+    assert not result["baselines"]["pretrained"]["clears_floor"]
+    assert not result["passed"] and result["decided_by"] == "floor"
+    assert "the fine-tuned model does not clear the floor" in result["reason"]
+
+
 def test_a_scratch_arm_at_the_majority_class_is_said_to_have_learned_nothing(tmp_path):
     """87% of the test rows are one class and scratch predicts it for every row: the gain is real, but
     over a baseline that learned nothing. Reported in the verdict by default; with

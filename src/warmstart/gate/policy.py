@@ -335,7 +335,8 @@ def decision_rule(cfg: GateConfig, seeds: int) -> str:
     )
     return (
         f"Register only if the {cfg.confidence:.0%} paired-bootstrap CI of {gain} lies entirely above "
-        f"{cfg.min_gain:+.4f} (a CI entirely below zero is negative transfer) and, when there is a "
+        f"{cfg.min_gain:+.4f} (a CI entirely below zero is negative transfer), the fine-tuned model's own CI "
+        f"lies above the floor of a model that learned nothing, and, when there is a "
         f"champion, the CI of challenger − champion lies above −{cfg.champion_tolerance:.4f}; "
         f"the champion alias moves only when that CI lies above zero or there is no champion."
     )
@@ -575,7 +576,21 @@ def floor_sentence(found: dict[str, Any]) -> str:
 
 
 def baseline_policy(policy: dict[str, Any], found: dict[str, Any], required: bool) -> dict[str, Any]:
-    """The policy with the floor said in its reason; not passed when `required` and the baseline did not learn."""
+    """The policy with the floor said in its reason; not passed when the fine-tuned model itself does
+    not clear the floor (whatever it gained over scratch, it is no better than a model that learned
+    nothing), nor when `required` and the baseline did not learn."""
+    pretrained = found["pretrained"]
+    if policy["passed"] and not pretrained["clears_floor"]:
+        return {
+            **policy,
+            "passed": False,
+            "promote": False,
+            "decided_by": "floor",
+            "reason": f"{policy['reason']}; but the fine-tuned model does not clear the floor: its "
+            f"{found['metric']} {pretrained['estimate']:.4f}, {pretrained['confidence']:.0%} CI "
+            f"[{pretrained['ci_low']:.4f}, {pretrained['ci_high']:.4f}], does not lie above {found['value']:.4f} "
+            f"({found['by']}, a model that learned nothing), so it is not registered",
+        }
     sentence = floor_sentence(found)
     if not sentence:
         return policy
