@@ -194,7 +194,9 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
         "registry's champion, unless force is true.",
     )
     # KFP reads parameter defaults from the signature, so the config must be evaluated here.
-    def transfer_pipeline(config: dict = config.model_dump(), run_id: str = "", force: bool = False):  # noqa: B008
+    def transfer_pipeline(
+        config: dict = config.as_pipeline_argument(), run_id: str = "", force: bool = False
+    ):  # noqa: B008
         if not notifying:
             train_or_skip(config, run_id, force)
             return

@@ -732,6 +732,11 @@ class Config(_Section):
         copy.train.seed = seed
         return copy
 
+    def as_pipeline_argument(self) -> dict[str, Any]:
+        """The config as the pipeline's `config` parameter: JSON values, with empty (None) keys left
+        out, since KFP takes no null in a parameter; each task's validation restores them."""
+        return self.model_dump(mode="json", exclude_none=True)
+
     def checkpoint_root(self) -> str:
         """placement.checkpoint_uri, else `.checkpoints` under the registry ('' when neither is set)."""
         if self.placement.checkpoint_uri:

@@ -99,7 +99,7 @@ def run_local(cfg: Config, workdir: Path, verbose: bool = False, force: bool = F
                     "ignore", message=".*(have no effect in the current local runner|non-Python base image).*"
                 )
                 pipeline = build_pipeline(cfg, trainings_at_once=trainings)
-                pipeline(config=cfg.model_dump(), run_id=run_id, force=force)
+                pipeline(config=cfg.as_pipeline_argument(), run_id=run_id, force=force)
         except RuntimeError as err:
             failed = err
         finally:

@@ -349,7 +349,7 @@ def _description() -> str:
 
 def _parameters(cfg: Config, force: bool) -> dict[str, Any]:
     """The run's parameters: the config (also the version's default) and force."""
-    return {"config": cfg.model_dump(mode="json"), "force": force}
+    return {"config": cfg.as_pipeline_argument(), "force": force}
 
 
 def outcome(run: Any) -> str:
