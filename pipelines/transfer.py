@@ -195,8 +195,10 @@ def build_pipeline(config: Config, image: str = DEFAULT_IMAGE, trainings_at_once
     )
     # KFP reads parameter defaults from the signature, so the config must be evaluated here.
     def transfer_pipeline(
-        config: dict = config.as_pipeline_argument(), run_id: str = "", force: bool = False
-    ):  # noqa: B008
+        config: dict = config.as_pipeline_argument(),  # noqa: B008
+        run_id: str = "",
+        force: bool = False,
+    ):
         if not notifying:
             train_or_skip(config, run_id, force)
             return

@@ -363,8 +363,9 @@ class TuneConfig(_Section):
     learning_rates: list[float] = Field(
         default_factory=list,
         max_length=32,
-        description="The pretrained arm's grid. Empty: the grid of train.strategy, "
-        f"{_strategy_grids()}. train.learning_rate, when set, is always tried as well.",
+        description="The pretrained arm's grid. Empty: the low and high rates of train.strategy's grid, "
+        f"{_strategy_grids()}. The arm's own rate is always tried as well: train.learning_rate, or when that "
+        "is empty the grid's middle rate.",
     )
     scratch_learning_rates: list[float] = Field(
         default_factory=lambda: [2e-4, 1e-3],

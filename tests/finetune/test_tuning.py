@@ -96,8 +96,9 @@ def test_an_explicit_rate_or_grid_wins_over_the_strategys_default():
 
     # A grid of one's own replaces the strategy's; the arm's own rate (here the strategy's middle) is added.
     assert pretrained(tune={"learning_rates": [1e-1, 3e-1]}) == [1e-2, 1e-1, 3e-1]
-    # A rate of one's own joins the strategy's grid, and is the one an untuned run trains at.
-    assert pretrained(train={"learning_rate": 2e-2}) == [3e-3, 1e-2, 2e-2, 3e-2]
+    # A rate of one's own takes the middle's place between the strategy's low and high rates, and is the
+    # one an untuned run trains at.
+    assert pretrained(train={"learning_rate": 2e-2}) == [3e-3, 2e-2, 3e-2]
     assert pretrained(train={"learning_rate": 2e-2}, tune={"enabled": False}) == [2e-2]
     # Both set: exactly what was asked for, whatever the strategy.
     assert pretrained(train={"learning_rate": 3e-5}, tune={"learning_rates": [1e-5]}) == [1e-5, 3e-5]

@@ -51,11 +51,14 @@ def pretrained_rate(train: TrainConfig) -> float:
 
 def grid(cfg: Config, init: str) -> list[float]:
     """The learning rates one arm tries, lowest first: its tune grid and its own rate (that rate alone
-    when tuning is off). The pretrained arm's grid, where tune.learning_rates is empty, is the default
-    grid of train.strategy; the scratch arm's is tune.scratch_learning_rates whatever the strategy."""
+    when tuning is off). The pretrained arm's grid, where tune.learning_rates is empty, is the low and
+    high rates of train.strategy's default grid around its own rate (the strategy's middle one unless
+    train.learning_rate is set, as the scratch arm's grid is around train.scratch_learning_rate); the
+    scratch arm's is tune.scratch_learning_rates whatever the strategy."""
     if init == "pretrained":
         own = pretrained_rate(cfg.train)
-        rates = cfg.tune.learning_rates or STRATEGY_LEARNING_RATES[cfg.train.strategy]
+        low, _, high = STRATEGY_LEARNING_RATES[cfg.train.strategy]
+        rates = cfg.tune.learning_rates or [low, high]
     else:
         own, rates = cfg.train.scratch_learning_rate, cfg.tune.scratch_learning_rates
     if not cfg.tune.enabled:
